@@ -1,0 +1,43 @@
+# Two commands a new user needs: `make run` and `make test`. Everything else is optional.
+# Only python3 (>= 3.11) and make are required: uv is bootstrapped into .tools/ and the
+# locked environment is created in .venv/ on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint typecheck check bench env
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --quiet
+	touch $@
+
+env: $(VENV)/.synced
+
+## run: create the environment if needed, migrate, serve on $$HOST:$$PORT (127.0.0.1:3001)
+run: env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py serve
+
+## test: create the environment if needed and run the whole suite
+test: env
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: env
+	$(VENV)/bin/mypy .
+
+check: lint typecheck test
+
+bench: env
+	$(PY) -m bench $(BENCH_ARGS)

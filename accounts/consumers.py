@@ -1,0 +1,200 @@
+"""The base WebSocket consumer: authentication and JSON event frames for ``/ws``.
+
+Subclass :class:`AuthenticatedJsonConsumer` and implement one coroutine per client event, named
+``on_<event>``::
+
+    class ComparisonConsumer(AuthenticatedJsonConsumer):
+        async def on_startComparison(self, data: Any) -> None:
+            ...  # self.user_id is the signed-in Clerk user here, never None
+            await self.send_event("sessionCreated", {...})
+
+Protocol (docs/protocol.md): every frame is ``{"event": "<name>", "data": ...}``. The socket is
+accepted, then authenticated by the handshake token (``ClerkAuthMiddleware`` put
+``scope["principal"]``/``scope["auth_error"]``) or by an ``authenticate`` frame
+``{"token": "<jwt>"}`` within ``WS_AUTH_TIMEOUT_SECONDS``. Success sends ``authenticated``
+``{"userId"}``; a bad token, a token for another user or no token in time sends ``error``
+``{"message", "reason"}`` and closes with 4401. Before authentication every other event gets
+``error`` "Not authenticated: send authenticate first". Afterwards ``on_<event>(data)`` runs;
+unknown events, invalid JSON and frames that are not ``{"event": str, ...}`` get an ``error`` event
+and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from accounts.principal import TOKEN_MISSING, Principal, TokenError
+from accounts.verification import token_verify
+
+logger = logging.getLogger(__name__)
+
+#: Close code for authentication failures.
+CLOSE_UNAUTHORIZED = 4401
+NOT_AUTHENTICATED = "Not authenticated: send authenticate first"
+AUTH_TIMED_OUT = "Authentication timed out"
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
+    """Authenticates the socket and dispatches JSON event frames to ``on_<event>`` methods.
+
+    For subclasses:
+
+    - ``self.user_id`` (``str | None``) and ``self.principal`` (``Principal | None``): the signed-in
+      user; always set when an ``on_<event>`` handler runs.
+    - ``async def on_<event>(self, data: Any) -> None``: one per client event; ``data`` is the
+      frame's ``data`` as sent (any JSON value, ``None`` when absent): validate it.
+      ``event_handlers = {"event": "method_name"}`` maps names that are not Python identifiers.
+    - ``await self.send_event(event, data)``: send one frame; ``await self.send_error(message,
+      request_id=None)``: send an ``error`` frame (the socket stays open).
+    - ``async def user_authenticated(self, principal, *, first)``: hook after each successful
+      authentication (``first`` is False for a token refresh).
+    - Overriding ``connect``/``disconnect``: call ``super()``. ``connect`` accepts the socket.
+    """
+
+    #: Extra event name -> method name routes (besides ``on_<event>``).
+    event_handlers: ClassVar[dict[str, str]] = {}
+    #: Seconds to wait for authentication; ``None`` means ``settings.WS_AUTH_TIMEOUT_SECONDS``.
+    auth_timeout_seconds: ClassVar[float | None] = None
+
+    user_id: str | None = None
+    principal: Principal | None = None
+    _auth_timer: asyncio.Task[None] | None = None
+    _closing: bool = False
+
+    # --- connection lifecycle ------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Accept, then authenticate from the handshake or start the authentication timer."""
+        self.user_id = None
+        self.principal = None
+        self._closing = False
+        await self.accept()
+        principal: Principal | None = self.scope.get("principal")
+        error: TokenError | None = self.scope.get("auth_error")
+        if principal is not None:
+            await self._authenticated(principal)
+        elif error is not None:
+            await self.auth_refuse(error)
+        else:
+            timeout = self.auth_timeout_seconds
+            if timeout is None:
+                timeout = float(settings.WS_AUTH_TIMEOUT_SECONDS)
+            self._auth_timer = asyncio.get_running_loop().create_task(self._auth_expire(timeout))
+
+    async def disconnect(self, code: int) -> None:
+        self._cancel_timer()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._cancel_timer()  # even if a subclass's disconnect() forgets super()
+        await super().websocket_disconnect(message)
+
+    def _cancel_timer(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+
+    async def _auth_expire(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._auth_timer = None
+        if self.user_id is None:
+            await self.auth_refuse(TokenError("auth-timeout", AUTH_TIMED_OUT))
+
+    # --- sending -------------------------------------------------------------------------------
+    async def send_event(self, event: str, data: dict[str, Any]) -> None:
+        """Send one ``{"event", "data"}`` frame (JSON-encoded once)."""
+        await self.send(text_data=json.dumps({"event": event, "data": data}, separators=(",", ":")))
+
+    async def send_error(self, message: str, *, request_id: str | None = None) -> None:
+        """Send an ``error`` event ``{message, requestId?}``; the socket stays open."""
+        data: dict[str, Any] = {"message": message}
+        if request_id is not None:
+            data["requestId"] = request_id
+        await self.send_event("error", data)
+
+    async def auth_refuse(self, error: TokenError) -> None:
+        """Send ``error`` ``{message, reason}`` and close with 4401."""
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_timer()
+        await self.send_event("error", {"message": error.message, "reason": error.code})
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    # --- receiving -----------------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self._closing:
+            return
+        if text_data is None:
+            await self.send_error("Frames must be JSON text, not binary")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.send_error("Frame is not valid JSON")
+            return
+        event = frame.get("event") if isinstance(frame, dict) else None
+        if not isinstance(event, str):
+            await self.send_error('Frame must be a JSON object with a string "event"')
+            return
+        data = frame.get("data")
+        if event == "authenticate":
+            await self._on_authenticate(data)
+            return
+        if self.user_id is None:
+            await self.send_error(NOT_AUTHENTICATED)
+            return
+        handler = self._handler(event)
+        if handler is None:
+            await self.send_error(f"Unknown event: {event[:64]}")
+            return
+        await handler(data)
+
+    def _handler(self, event: str) -> Handler | None:
+        name = self.event_handlers.get(event)
+        if name is None:
+            if not event.isidentifier():
+                return None
+            name = f"on_{event}"
+        handler = getattr(self, name, None)
+        return handler if callable(handler) else None
+
+    # --- authentication ------------------------------------------------------------------------
+    async def _on_authenticate(self, data: Any) -> None:
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            await self.auth_refuse(TokenError(TOKEN_MISSING, "authenticate needs data.token"))
+            return
+        try:
+            principal = await token_verify(token=token)
+        except TokenError as exc:
+            logger.info("WebSocket authenticate refused: %s", exc.code)
+            await self.auth_refuse(exc)
+            return
+        if self.user_id is not None and principal.user_id != self.user_id:
+            await self.auth_refuse(
+                TokenError("token-user-mismatch", "The token belongs to a different user")
+            )
+            return
+        await self._authenticated(principal)
+
+    async def _authenticated(self, principal: Principal) -> None:
+        first = self.user_id is None
+        self._cancel_timer()
+        self.principal = principal
+        self.user_id = principal.user_id
+        await self.send_event("authenticated", {"userId": principal.user_id})
+        await self.user_authenticated(principal, first=first)
+
+    async def user_authenticated(self, principal: Principal, *, first: bool) -> None:
+        """Hook: runs after each successful authentication (``first``: not a refresh)."""
+
+
+__all__ = ["AUTH_TIMED_OUT", "CLOSE_UNAUTHORIZED", "NOT_AUTHENTICATED", "AuthenticatedJsonConsumer"]

@@ -1,0 +1,1 @@
+"""Relay benchmark harness: ``python -m bench`` (see ``docs/benchmarks.md``)."""

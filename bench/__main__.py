@@ -1,0 +1,721 @@
+"""``python -m bench [--quick] [--cases ...] [--out docs/benchmarks.md]``: the relay benchmark.
+
+Processes: the fake upstream (paced scripted deltas, records write times), the real server
+(``manage.py serve`` = daphne, or uvicorn; ``DJANGO_DEBUG=0``, PostgreSQL, in-memory or Redis
+channel layer), load-generator processes (``bench.loadgen``), the direct-SDK baseline
+(``bench.direct``) and LiteLLM's proxy with an SSE client (``bench.peer``). See
+``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    ANTHROPIC_MODEL,
+    GOOGLE_MODEL,
+    ISSUER,
+    PY,
+    ROOT,
+    VENDOR_OF_MODEL,
+    Child,
+    Keys,
+    free_port,
+    http_json,
+    machine,
+    ms,
+    pct,
+    run_worker,
+    wait_http,
+)
+
+PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+DELTAS, DELTA_BYTES, RATE = 64, 16, 20.0
+
+
+@dataclass
+class Case:
+    name: str
+    kind: str  # relay | direct | litellm | idle
+    streams: int = 2
+    server: str = "daphne"  # daphne | uvicorn
+    layer: str = "memory"  # memory | redis
+    watch: bool = False
+    scenario: str | None = None  # a named upstream scenario (dense)
+    deltas: int = DELTAS
+    rate: float = RATE
+
+    @property
+    def comparisons(self) -> int:
+        return max(1, self.streams // 2)
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        return (self.kind, self.server, self.layer + (f"-{self.scenario}" if self.scenario else ""))
+
+
+@dataclass
+class Result:
+    case: Case
+    ttft: list[float] = field(default_factory=list)
+    chunk: list[float] = field(default_factory=list)
+    start_first: list[float] = field(default_factory=list)
+    watch_chunk: list[float] = field(default_factory=list)
+    chunks: int = 0
+    chunks_per_s: float = math.nan
+    lost: int = 0
+    dup: int = 0
+    bad: int = 0
+    watch_bad: int = 0
+    cpu: float = math.nan
+    rss: float = math.nan
+    db_rows: float = math.nan
+    db_xacts: float = math.nan
+    note: str = ""
+    per_idle_kib: float = math.nan
+
+
+def matrix(quick: bool, litellm: bool) -> list[Case]:
+    if quick:
+        levels = [1, 50]
+        cases = [Case(f"direct-{n}", "direct", n) for n in levels]
+        cases += [Case(f"daphne-mem-{n}", "relay", n) for n in levels]
+        return cases
+    levels = [1, 50, 200, 400]
+    cases = [Case(f"direct-{n}", "direct", n) for n in levels]
+    cases += [Case(f"daphne-mem-{n}", "relay", n) for n in levels]
+    cases += [Case("daphne-mem-dense-50", "relay", 50, scenario="dense", deltas=256, rate=80.0)]
+    cases += [
+        Case(f"daphne-redis-watch-{n}", "relay", n, layer="redis", watch=True) for n in levels
+    ]
+    cases += [Case(f"uvicorn-mem-{n}", "relay", n, server="uvicorn") for n in levels]
+    if litellm:
+        cases += [Case(f"litellm-{n}", "litellm", n) for n in (1, 50)]
+    cases += [Case("idle-1000", "idle", 1000)]
+    return cases
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+class Database:
+    def __init__(self) -> None:
+        import psycopg
+
+        self.name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.url = PG_ADMIN.rsplit("/", 1)[0] + "/" + self.name
+        self._conn = psycopg.connect(self.url, autocommit=True)
+
+    def counters(self) -> tuple[int, int]:
+        """(rows inserted+updated+deleted in comparisons_* tables, committed transactions)."""
+        self._conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = self._conn.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+            " WHERE relname LIKE 'comparisons_%%'"
+        ).fetchone()
+        xacts = self._conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        return int(rows[0] if rows else 0), int(xacts[0] if xacts else 0)
+
+    def drop(self) -> None:
+        import psycopg
+
+        self._conn.close()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+# --- server processes -----------------------------------------------------------------------------
+
+
+class Sampler(threading.Thread):
+    """Peak RSS (sum over the processes) sampled every 100 ms."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.procs = [psutil.Process(p) for p in pids]
+        self.peak = 0
+        self.stopped = threading.Event()
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.procs)
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.procs:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.1):
+            with contextlib.suppress(Exception):
+                self.peak = max(self.peak, self.rss())
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.logs = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.keys = Keys()
+        self.children: list[Child] = []
+        self.upstream_url = ""
+        self.db: Database | None = None
+        self.prefix = f"bench{os.getpid()}"
+        self.seq = 0
+
+    # --- infrastructure -----------------------------------------------------------------------
+    def start_upstream(self) -> None:
+        port = free_port()
+        child = Child(
+            "upstream",
+            [
+                PY,
+                "-m",
+                "tests.fake_upstream",
+                "--port",
+                str(port),
+                "--deltas",
+                str(DELTAS),
+                "--delta-bytes",
+                str(DELTA_BYTES),
+                "--rate",
+                str(RATE),
+                "--uvloop",
+            ],
+            os.environ.copy(),
+            self.logs,
+        )
+        self.children.append(child)
+        self.upstream_url = f"http://127.0.0.1:{port}"
+        wait_http(self.upstream_url + "/_bench/requests", child)
+        http_json(
+            self.upstream_url + "/_bench/scenario",
+            {"id": "dense", "deltas": 256, "delta_bytes": DELTA_BYTES, "rate": 80.0},
+        )
+        http_json(
+            self.upstream_url + "/_bench/scenario",
+            {"id": "warm", "deltas": 4, "delta_bytes": DELTA_BYTES, "rate": 1000.0},
+        )
+
+    def server_env(self, layer: str) -> dict[str, str]:
+        env = os.environ.copy()
+        env.update(
+            DJANGO_DEBUG="0",
+            DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            DJANGO_SECURE_SSL_REDIRECT="0",
+            CLERK_JWT_KEY=self.keys.public_pem,
+            CLERK_ISSUER=ISSUER,
+            ANTHROPIC_API_KEY="x",
+            ANTHROPIC_BASE_URL=self.upstream_url,
+            ANTHROPIC_MODEL=ANTHROPIC_MODEL,
+            GOOGLE_GEMINI_API_KEY="x",
+            GOOGLE_GEMINI_BASE_URL=self.upstream_url,
+            GOOGLE_GEMINI_MODEL=GOOGLE_MODEL,
+            PLAYGROUND_MAX_RUNNING_PER_USER="100000",
+            PLAYGROUND_MAX_STARTS_PER_MINUTE="100000",
+            DATABASE_URL=self.db.url if self.db else "",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+            CHANNEL_LAYER_PREFIX=self.prefix,
+        )
+        env.pop("REDIS_URL", None)
+        if layer == "redis":
+            env["REDIS_URL"] = REDIS
+        return env
+
+    def start_server(self, server: str, layer: str, name: str) -> tuple[Child, str]:
+        port = free_port()
+        env = self.server_env(layer)
+        if server == "uvicorn":
+            argv = [
+                PY,
+                "-m",
+                "uvicorn",
+                "playground.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ws",
+                "websockets",
+                "--ws-max-size",
+                "262144",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
+        else:
+            argv = [PY, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if self.args.profile and name.startswith(self.args.profile):
+            out = self.logs / f"{name}.pyspy.txt"
+            argv = [
+                shutil.which("py-spy") or str(Path(PY).parent / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "-r",
+                "200",
+                "-o",
+                str(out),
+                "--",
+                *argv,
+            ]
+        child = Child(name, argv, env, self.logs)
+        self.children.append(child)
+        wait_http(f"http://127.0.0.1:{port}/", child)
+        return child, f"ws://127.0.0.1:{port}/ws"
+
+    def server_pids(self, child: Child) -> list[int]:
+        import psutil
+
+        proc = psutil.Process(child.pid)
+        if proc.name().startswith("py-spy"):
+            return [c.pid for c in proc.children()]
+        return [child.pid]
+
+    def stop(self, child: Child) -> None:
+        import signal
+
+        import psutil
+
+        with contextlib.suppress(Exception):
+            if psutil.Process(child.pid).name().startswith("py-spy"):
+                # Stop the profiled server first; py-spy then writes its profile and exits.
+                for pid in self.server_pids(child):
+                    os.kill(pid, signal.SIGINT)
+                child.proc.wait(30)
+        child.stop(timeout=20)
+        with contextlib.suppress(ValueError):
+            self.children.remove(child)
+
+    def migrate(self) -> None:
+        env = self.server_env("memory")
+        subprocess.run(
+            [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+
+    # --- cases ------------------------------------------------------------------------------------
+    def tokens(self, case: Case, tag: str) -> dict[str, str]:
+        return {str(i): self.keys.token(f"user_{tag}_{i}") for i in range(case.comparisons)}
+
+    def workers(self, module: str, case: Case, base: dict[str, Any], tag: str) -> list[Any]:
+        n = case.comparisons
+        procs = 1 if n <= 60 or module != "bench.loadgen" else 2
+        tokens = (
+            self.tokens(case, tag) if module == "bench.loadgen" else {str(i): "" for i in range(n)}
+        )
+        # Start times uniform at random over the ramp (seeded): random phases against the
+        # 50 ms delta period, so streams do not deliver in lock-step bursts.
+        rng = random.Random(n)
+        slot = {str(i): rng.random() if n > 1 else 0.0 for i in range(n)}
+        out = []
+        for p in range(procs):
+            mine = {k: v for k, v in tokens.items() if int(k) % procs == p}
+            cfg = {
+                **base,
+                "name": f"{tag}-w{p}",
+                "tokens": mine,
+                "slot": {k: slot[k] for k in mine},
+                "tag_prefix": tag,
+                "deltas": case.deltas,
+                "delta_bytes": DELTA_BYTES,
+                "scenario": case.scenario,
+            }
+            out.append(run_worker(module, cfg, self.logs, 0))
+        return out
+
+    def collect(self, workers: list[Any], timeout: float) -> dict[str, Any]:
+        merged: dict[str, Any] = {"comparisons": [], "failures": []}
+        deadline = time.monotonic() + timeout
+        for proc, out_path, log_path in workers:
+            try:
+                proc.wait(max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if out_path.exists():
+                data = json.loads(out_path.read_text())
+                merged["comparisons"] += data["comparisons"]
+                merged["failures"] += data["failures"]
+            else:
+                tail = log_path.read_text(errors="replace")[-800:]
+                merged["failures"].append(f"worker failed: {tail}")
+        return merged
+
+    def run_case(self, case: Case, urls: tuple[str, str | None], pids: list[int]) -> Result:
+        self.seq += 1
+        tag = f"{self.prefix}c{self.seq}"
+        result = Result(case)
+        n = case.comparisons
+        ramp = 0.0 if n == 1 else 1.0
+        allowance = 1.5 + n * (0.012 if case.watch else 0.006)
+        timeout = allowance + ramp + case.deltas / case.rate + 60
+        sampler = Sampler(pids) if pids else None
+        counters = self.db.counters() if self.db and case.kind == "relay" else None
+        start_at = time.monotonic() + allowance
+        base: dict[str, Any] = {"start_at": start_at, "ramp": ramp, "timeout": timeout}
+        if case.kind == "relay":
+            base |= {"url": urls[0], "watch_url": urls[1] if case.watch else None}
+            module = "bench.loadgen"
+        elif case.kind == "direct":
+            base |= {"upstream": self.upstream_url}
+            module = "bench.direct"
+        else:
+            base |= {"url": urls[0]}
+            module = "bench.peer"
+        workers = self.workers(module, case, base, tag)
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        cpu0 = sampler.cpu() if sampler else 0.0
+        if sampler:
+            sampler.start()
+        data = self.collect(workers, timeout + 30)
+        end = time.monotonic()
+        if sampler:
+            cpu1 = sampler.cpu()
+            sampler.stopped.set()
+            result.cpu = 100 * (cpu1 - cpu0) / (end - start_at)
+            result.rss = sampler.peak / 2**20
+        records = http_json(f"{self.upstream_url}/_bench/requests?tag_prefix={tag}-")
+        if counters is not None and self.db is not None:
+            time.sleep(1.2)  # let the backends report their statistics
+            after = self.db.counters()
+            result.db_rows = (after[0] - counters[0]) / n
+            result.db_xacts = (after[1] - counters[1]) / n
+        self.analyse(result, data, records)
+        return result
+
+    def analyse(self, result: Result, data: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        case = result.case
+        upstream = {(r["tag"], r["vendor"]): r["delta_times"] for r in records}
+        tag_prefix = records[0]["tag"].rsplit("-", 1)[0] if records else ""
+        first_t, last_t = math.inf, 0.0
+        seen = set()
+        problems: list[str] = list(data["failures"])[:3]
+        for cmp in data["comparisons"]:
+            seen.add(cmp["i"])
+            if cmp.get("errors"):
+                problems.append(str(cmp["errors"][0])[:200])
+            first_t = min(first_t, cmp["sent"])
+            for key, info in cmp["models"].items():
+                writes = upstream.get((f"{tag_prefix}-{cmp['i']}", VENDOR_OF_MODEL[key]), [])
+                result.lost += info["lost"] + max(0, case.deltas - len(writes))
+                result.dup += info["dup"]
+                result.bad += info["order"] + info["text"]
+                for idx, t in info["times"].items():
+                    j = int(idx)
+                    result.chunks += 1
+                    last_t = max(last_t, t)
+                    if j < len(writes):
+                        lat = (t - writes[j]) * 1000
+                        result.chunk.append(lat)
+                        if j == 0:
+                            result.ttft.append(lat)
+                if "0" in info["times"]:
+                    result.start_first.append((info["times"]["0"] - cmp["sent"]) * 1000)
+            watch = cmp.get("watch")
+            if watch is not None:
+                result.watch_bad += watch["bad_snapshot"] + (0 if watch["snapshot"] else 1)
+                for key, info in watch["models"].items():
+                    writes = upstream.get((f"{tag_prefix}-{cmp['i']}", VENDOR_OF_MODEL[key]), [])
+                    result.watch_bad += info["lost"] + info["dup"] + info["order"] + info["text"]
+                    for idx, t in info["times"].items():
+                        if int(idx) < len(writes):
+                            result.watch_chunk.append((t - writes[int(idx)]) * 1000)
+        missing = case.comparisons - len(seen)
+        result.lost += missing * 2 * case.deltas
+        if last_t > first_t:
+            result.chunks_per_s = result.chunks / (last_t - first_t)
+        if problems:
+            result.note = "; ".join(problems)[:300]
+
+    def run_idle(self, case: Case) -> Result:
+        result = Result(case)
+        child, url = self.start_server("daphne", "memory", case.name)
+        try:
+            pids = self.server_pids(child)
+            sampler = Sampler(pids)
+            # Warm up: a few connections open and close first (imports, caches).
+            warm = Case("warm", "relay", 10)
+            self.run_case(warm, (url, None), [])
+            time.sleep(1.0)
+            before = sampler.rss()
+            tag = f"{self.prefix}idle"
+            release = self.logs / "idle.release"
+            cfg = {
+                "name": tag,
+                "mode": "idle",
+                "url": url,
+                "release": str(release),
+                "tokens": {str(i): self.keys.token(f"user_{tag}_{i}") for i in range(case.streams)},
+            }
+            proc, out_path, _ = run_worker("bench.loadgen", cfg, self.logs, 0)
+            ready = Path(str(out_path) + ".ready")
+            deadline = time.monotonic() + 120
+            while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            time.sleep(2.0)
+            opened = json.loads(ready.read_text())["open"] if ready.exists() else 0
+            after = sampler.rss()
+            release.write_text("")
+            proc.wait(60)
+            result.rss = after / 2**20
+            if opened:
+                result.per_idle_kib = (after - before) / opened / 1024
+            result.note = (
+                f"{opened} sockets open; RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB"
+            )
+            result.lost = case.streams - opened
+        finally:
+            self.stop(child)
+        return result
+
+    def start_litellm(self) -> tuple[Child, str]:
+        port = free_port()
+        config = self.logs / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            "  - model_name: bench-claude\n"
+            "    litellm_params:\n"
+            f"      model: anthropic/{ANTHROPIC_MODEL}\n"
+            f"      api_base: {self.upstream_url}\n"
+            "      api_key: x\n"
+            "  - model_name: bench-gemini\n"
+            "    litellm_params:\n"
+            f"      model: gemini/{GOOGLE_MODEL}\n"
+            f"      api_base: {self.upstream_url}/v1beta/models/{GOOGLE_MODEL}\n"
+            "      api_key: x\n"
+            "litellm_settings:\n"
+            "  drop_params: true\n"
+            "  turn_off_message_logging: true\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", PYTHONUNBUFFERED="1")
+        exe = str(Path(PY).parent / "litellm")
+        child = Child(
+            "litellm",
+            [
+                exe,
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ],
+            env,
+            self.logs,
+        )
+        self.children.append(child)
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", child, within=120)
+        return child, f"http://127.0.0.1:{port}"
+
+    # --- driver -----------------------------------------------------------------------------------
+    def run(self, cases: list[Case]) -> list[Result]:
+        results: list[Result] = []
+        self.start_upstream()
+        if any(c.kind in ("relay", "idle") for c in cases):
+            self.db = Database()
+            self.migrate()
+        current: tuple[Any, ...] | None = None
+        servers: list[Child] = []
+        urls: tuple[str, str | None] = ("", None)
+        pids: list[int] = []
+        try:
+            for case in cases:
+                print(f"[bench] {case.name} ...", flush=True)
+                t0 = time.monotonic()
+                key = (case.kind, case.server, case.layer)
+                if key != current:
+                    for child in servers:
+                        self.stop(child)
+                    servers, pids, urls = [], [], ("", None)
+                    current = key
+                    if case.kind == "relay":
+                        a, url_a = self.start_server(case.server, case.layer, case.name)
+                        servers.append(a)
+                        url_b = None
+                        if case.layer == "redis":
+                            b, url_b = self.start_server(case.server, case.layer, case.name + "-b")
+                            servers.append(b)
+                        urls = (url_a, url_b)
+                        pids = [p for s in servers for p in self.server_pids(s)]
+                        # Warm-up (not recorded): lazy imports, SDK clients, connection pools.
+                        warm = Case(
+                            "warm",
+                            "relay",
+                            4,
+                            layer=case.layer,
+                            watch=case.watch,
+                            scenario="warm",
+                            deltas=4,
+                            rate=1000.0,
+                        )
+                        self.run_case(warm, urls, [])
+                    elif case.kind == "litellm":
+                        try:
+                            child, url = self.start_litellm()
+                        except Exception as exc:
+                            results.append(Result(case, note=f"not run: {exc}"[:300]))
+                            current = None
+                            continue
+                        servers.append(child)
+                        urls = (url, None)
+                        pids = [child.pid]
+                if case.kind == "idle":
+                    result = self.run_idle(case)
+                else:
+                    result = self.run_case(case, urls, pids if case.kind != "direct" else [])
+                results.append(result)
+                print(f"[bench]   done in {time.monotonic() - t0:.1f}s: {row(result)}", flush=True)
+        finally:
+            for child in servers:
+                self.stop(child)
+        return results
+
+    def close(self) -> None:
+        for child in list(self.children):
+            child.stop()
+        if self.db is not None:
+            with contextlib.suppress(Exception):
+                self.db.drop()
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+HEADER = (
+    "| case | streams | TTFT ovh p50 / p99 (ms) | chunk p50 / p99 / max (ms) | start→1st p50 / p99 (ms)"
+    " | chunks/s | lost / dup / bad | server CPU % | server RSS (MiB) | DB rows / xacts per comparison |"
+)
+
+
+def row(r: Result) -> str:
+    c = r.case
+    if c.kind == "idle":
+        return (
+            f"| {c.name} | {c.streams} idle | — | — | — | — | {r.lost} not opened | — | {ms(r.rss)} "
+            f"| **{r.per_idle_kib:.1f} KiB per idle connection** |"
+        )
+    if not r.chunk and r.note:
+        return f"| {c.name} | {c.streams} | {r.note} |  |  |  |  |  |  |  |"
+    db = "—" if math.isnan(r.db_rows) else f"{r.db_rows:.1f} / {r.db_xacts:.1f}"
+    return (
+        f"| {c.name} | {c.comparisons * 2} | {ms(pct(r.ttft, 50))} / {ms(pct(r.ttft, 99))} "
+        f"| {ms(pct(r.chunk, 50))} / {ms(pct(r.chunk, 99))} / {ms(max(r.chunk, default=math.nan))} "
+        f"| {ms(pct(r.start_first, 50))} / {ms(pct(r.start_first, 99))} "
+        f"| {r.chunks_per_s:.0f} | {r.lost} / {r.dup} / {r.bad} "
+        f"| {'—' if math.isnan(r.cpu) else f'{r.cpu:.0f}'} | {ms(r.rss)} | {db} |"
+    )
+
+
+def watch_rows(results: list[Result]) -> list[str]:
+    lines = []
+    for r in results:
+        if r.case.watch:
+            lines.append(
+                f"| {r.case.name} | {len(r.watch_chunk)} | {ms(pct(r.watch_chunk, 50))} | "
+                f"{ms(pct(r.watch_chunk, 99))} | {ms(max(r.watch_chunk, default=math.nan))} | "
+                f"{r.watch_bad} |"
+            )
+    return lines
+
+
+def render(results: list[Result], command: str, info: dict[str, str], seconds: float) -> str:
+    lines = [HEADER, "|" + "---|" * 10]
+    lines += [row(r) for r in results]
+    watch = watch_rows(results)
+    if watch:
+        lines += [
+            "",
+            "Watchers (second socket on the *other* server process, `watchSession` after "
+            "`sessionCreated`; latency = watcher receive - upstream write):",
+            "",
+            "| case | chunks | p50 (ms) | p99 (ms) | max (ms) | lost/dup/bad/snapshot errors |",
+            "|---|---|---|---|---|---|",
+            *watch,
+        ]
+    notes = [f"- {r.case.name}: {r.note}" for r in results if r.note and r.case.kind != "idle"]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    lines += [
+        "",
+        f"Machine: {info['nproc']} cores, {info['cpu']}, {info['memory']} RAM, Linux {info['kernel']}, "
+        f"Python {info['python']}. Run took {seconds:.0f} s. Command: `{command}`",
+    ]
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+def write_doc(path: Path, table: str) -> None:
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="concurrency 1 and 50 only (~30 s)")
+    parser.add_argument(
+        "--cases", nargs="*", help="case names or prefixes (e.g. daphne-mem direct-50)"
+    )
+    parser.add_argument("--out", help="update the results section of this Markdown file")
+    parser.add_argument("--profile", help="run servers of cases with this prefix under py-spy")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    args = parser.parse_args()
+    litellm = not args.no_litellm and (Path(PY).parent / "litellm").exists()
+    cases = matrix(args.quick, litellm)
+    if args.cases:
+        every = matrix(False, litellm)
+        cases = [c for c in every if any(c.name.startswith(p) for p in args.cases)]
+    bench = Bench(args)
+    started = time.monotonic()
+    print(f"[bench] logs in {bench.logs}", flush=True)
+    try:
+        results = bench.run(cases)
+    finally:
+        bench.close()
+    command = "make bench" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else "")
+    table = render(results, command, machine(), time.monotonic() - started)
+    if not litellm and not args.quick:
+        table += "\n\nLiteLLM: not run (the `litellm` proxy is not installed in this environment)."
+    print(table)
+    if args.out:
+        write_doc(Path(args.out), table)
+    if args.profile:
+        for raw in bench.logs.glob("*.pyspy.txt"):
+            from bench.profile import summary
+
+            print(summary(raw))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Load generator (its own process): ``python -m bench.loadgen <config.json>``.
+
+``stream`` mode: one authenticated socket per comparison (plus one watcher socket per comparison
+when ``watch_url`` is set, on that server); each starts a comparison of two models at its slot of
+the ramp, records ``time.monotonic()`` for every frame and, after the run, checks that every
+chunk arrived exactly once, in order, with the scripted text. ``idle`` mode: open N authenticated
+sockets and hold them until the release file appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, scripted
+
+monotonic = time.monotonic
+
+
+async def _open(url: str, token: str) -> ClientConnection:
+    ws = await connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        max_size=2**24,
+        max_queue=None,
+        open_timeout=120,
+        ping_interval=None,
+        close_timeout=2,
+    )
+    hello = json.loads(await ws.recv())
+    if hello.get("event") != "authenticated":
+        raise RuntimeError(f"not authenticated: {hello}")
+    return ws
+
+
+async def _read_until_complete(
+    ws: ClientConnection, log: list[tuple[float, str]], on_created: Any = None
+) -> None:
+    async for raw in ws:
+        now = monotonic()
+        assert isinstance(raw, str)
+        log.append((now, raw))
+        if raw.startswith('{"event":"sessionCreated"') and on_created is not None:
+            on_created(json.loads(raw)["data"]["sessionId"])
+        elif '"event":"comparisonComplete"' in raw[:40] or raw.startswith('{"event":"error"'):
+            return
+
+
+def _check_stream(
+    frames: list[dict[str, Any]], expected: list[str], start_index: dict[str, int]
+) -> dict[str, Any]:
+    """Per model: receive times by index and the integrity counters."""
+    models: dict[str, Any] = {}
+    for key in (GOOGLE_MODEL, ANTHROPIC_MODEL):
+        models[key] = {"times": {}, "dup": 0, "order": 0, "text": 0, "complete": False}
+    last: dict[str, int] = {k: start_index.get(k, 0) - 1 for k in models}
+    for t, event, data in frames:
+        if event == "modelChunk":
+            key = data["model"]
+            info = models[key]
+            index = data["index"]
+            if str(index) in info["times"]:
+                info["dup"] += 1
+                continue
+            if index != last[key] + 1:
+                info["order"] += 1
+            last[key] = index
+            if index >= len(expected) or data["chunk"] != expected[index]:
+                info["text"] += 1
+            info["times"][str(index)] = t
+        elif event == "modelComplete":
+            models[data["model"]]["complete"] = True
+    for key, info in models.items():
+        first = start_index.get(key, 0)
+        info["lost"] = sum(1 for i in range(first, len(expected)) if str(i) not in info["times"])
+    return models
+
+
+def _parse(log: list[tuple[float, str]]) -> list[tuple[float, str, dict[str, Any]]]:
+    out = []
+    for t, raw in log:
+        frame = json.loads(raw)
+        out.append((t, frame["event"], frame["data"]))
+    return out
+
+
+async def _comparison(cfg: dict[str, Any], i: int, token: str, expected: list[str]) -> Any:
+    result: dict[str, Any] = {"i": i}
+    tag = f"{cfg['tag_prefix']}-{i}"
+    ws = await _open(cfg["url"], token)
+    watcher = await _open(cfg["watch_url"], token) if cfg.get("watch_url") else None
+    marker = f" scenario:{cfg['scenario']}" if cfg.get("scenario") else ""
+    frame = json.dumps(
+        {
+            "event": "startComparison",
+            "data": {
+                "prompt": f"bench:{tag}{marker} Say something.",
+                "models": [
+                    {"provider": "google", "model": GOOGLE_MODEL},
+                    {"provider": "anthropic", "model": ANTHROPIC_MODEL},
+                ],
+                "requestId": tag,
+            },
+        }
+    )
+    session: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    delay = cfg["start_at"] + cfg["ramp"] * cfg["slot"][str(i)] - monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    log: list[tuple[float, str]] = []
+    watch_log: list[tuple[float, str]] = []
+
+    async def watch() -> None:
+        assert watcher is not None
+        sid = await session
+        result["watch_sent"] = monotonic()
+        await watcher.send(json.dumps({"event": "watchSession", "data": {"sessionId": sid}}))
+        await _read_until_complete(watcher, watch_log)
+
+    watch_task = asyncio.create_task(watch()) if watcher is not None else None
+    result["sent"] = monotonic()
+    await ws.send(frame)
+    await _read_until_complete(ws, log, lambda sid: session.done() or session.set_result(sid))
+    if watch_task is not None:
+        await watch_task
+    result["end"] = monotonic()
+    for sock in (ws, watcher):
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                await sock.close()
+    frames = _parse(log)
+    result["errors"] = [d for _, e, d in frames if e == "error"]
+    result["created"] = next((t for t, e, _ in frames if e == "sessionCreated"), None)
+    result["session"] = next((d["sessionId"] for _, e, d in frames if e == "sessionCreated"), None)
+    result["done"] = next((d["status"] for _, e, d in frames if e == "comparisonComplete"), None)
+    result["models"] = _check_stream(frames, expected, {})
+    if watcher is not None:
+        wframes = _parse(watch_log)
+        snap = next((d for _, e, d in wframes if e == "sessionSnapshot"), None)
+        starts: dict[str, int] = {}
+        bad_snapshot = 0
+        if snap is None:
+            bad_snapshot = 1
+        else:
+            for model in snap["models"]:
+                n = model["nextIndex"]
+                starts[model["key"]] = n
+                if model["content"] != "".join(expected[:n]):
+                    bad_snapshot += 1
+        result["watch"] = {
+            "snapshot": snap is not None,
+            "bad_snapshot": bad_snapshot,
+            "done": next((d["status"] for _, e, d in wframes if e == "comparisonComplete"), None),
+            "errors": [d for _, e, d in wframes if e == "error"],
+            "models": _check_stream(wframes, expected, starts),
+        }
+    return result
+
+
+async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
+    expected = scripted(cfg["deltas"], cfg["delta_bytes"])
+    tokens: dict[str, str] = cfg["tokens"]
+    tasks = [
+        asyncio.create_task(_comparison(cfg, int(i), token, expected))
+        for i, token in tokens.items()
+    ]
+    results = []
+    failures = []
+    async with asyncio.timeout(cfg["timeout"]):
+        for task in asyncio.as_completed(tasks):
+            try:
+                results.append(await task)
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+    return {"comparisons": results, "failures": failures}
+
+
+async def _idle(cfg: dict[str, Any]) -> dict[str, Any]:
+    release = Path(cfg["release"])
+    sem = asyncio.Semaphore(50)
+
+    async def one(token: str) -> ClientConnection:
+        async with sem:
+            return await _open(cfg["url"], token)
+
+    outcomes = await asyncio.gather(
+        *(one(t) for t in cfg["tokens"].values()), return_exceptions=True
+    )
+    sockets = [s for s in outcomes if isinstance(s, ClientConnection)]
+    failures = [repr(s) for s in outcomes if not isinstance(s, ClientConnection)]
+    Path(cfg["out"] + ".ready").write_text(json.dumps({"open": len(sockets)}))  # noqa: ASYNC240
+    while not release.exists():  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    return {"open": len(sockets), "failures": failures[:5], "failed": len(failures)}
+
+
+def main() -> None:
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    runner = _idle if cfg.get("mode") == "idle" else _stream
+    result = asyncio.run(runner(cfg))
+    Path(cfg["out"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

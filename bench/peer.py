@@ -1,0 +1,104 @@
+"""Peer (its own process): an SSE client of LiteLLM's proxy in front of the same fake upstream.
+
+``python -m bench.peer <config.json>``: per "comparison" two ``POST /chat/completions``
+(``stream: true``) requests, one per model alias (Gemini, Claude), on the same ramp as the load
+generator; records ``time.monotonic()`` for every SSE event carrying delta text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, scripted
+
+monotonic = time.monotonic
+ALIASES = {GOOGLE_MODEL: "bench-gemini", ANTHROPIC_MODEL: "bench-claude"}
+
+
+async def _stream(
+    client: httpx.AsyncClient, url: str, alias: str, prompt: str, sink: list[Any]
+) -> None:
+    body = {"model": alias, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    async with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {(await response.aread())[:300]!r}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            now = monotonic()
+            payload = line[6:]
+            if payload == "[DONE]":
+                return
+            data = json.loads(payload)
+            for choice in data.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    sink.append((now, text))
+
+
+def _check(sink: list[Any], expected: list[str]) -> dict[str, Any]:
+    joined = "".join(text for _, text in sink)
+    return {
+        "times": {str(i): t for i, (t, _) in enumerate(sink)},
+        "dup": max(0, len(sink) - len(expected)),
+        "order": 0,
+        "text": 0 if joined == "".join(expected) else 1,
+        "lost": max(0, len(expected) - len(sink)),
+        "complete": joined == "".join(expected),
+    }
+
+
+async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
+    expected = scripted(cfg["deltas"], cfg["delta_bytes"])
+    url = cfg["url"].rstrip("/") + "/chat/completions"
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=120.0, limits=limits) as client:
+
+        async def one(i: int, warm: bool = False) -> dict[str, Any]:
+            tag = f"{cfg['tag_prefix']}-{i}"
+            prompt = f"bench:{tag} Say something."
+            if warm:
+                prompt = f"bench:{cfg['tag_prefix']}warm scenario:warm"
+            delay = 0 if warm else cfg["start_at"] + cfg["ramp"] * cfg["slot"][str(i)] - monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sinks: dict[str, list[Any]] = {GOOGLE_MODEL: [], ANTHROPIC_MODEL: []}
+            sent = monotonic()
+            outcome = await asyncio.gather(
+                *(_stream(client, url, ALIASES[m], prompt, sinks[m]) for m in sinks),
+                return_exceptions=True,
+            )
+            return {
+                "i": i,
+                "sent": sent,
+                "errors": [repr(o) for o in outcome if isinstance(o, BaseException)],
+                "done": "complete",
+                "models": {m: _check(sinks[m], expected) for m in sinks},
+            }
+
+        # Warm-up (not recorded): imports, pydantic models, connection pools.
+        await one(-1, warm=True)
+        async with asyncio.timeout(cfg["timeout"]):
+            results = await asyncio.gather(*(one(int(i)) for i in cfg["slot"]))
+    return {"comparisons": list(results), "failures": []}
+
+
+def main() -> None:
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    Path(cfg["out"]).write_text(json.dumps(asyncio.run(_run(cfg))))
+
+
+if __name__ == "__main__":
+    main()

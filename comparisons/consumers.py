@@ -1,0 +1,200 @@
+"""The ``/ws`` consumer: starts, cancels and watches comparisons for the signed-in user.
+
+It stays thin: frames are validated by :mod:`comparisons.frames`, comparisons are created by
+:mod:`comparisons.launch` and run by :mod:`comparisons.runner`, independently of this socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from accounts.consumers import AuthenticatedJsonConsumer
+from channels.db import database_sync_to_async
+
+from comparisons import selectors, services
+from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
+from comparisons.groups import run_group, watch_group
+from comparisons.launch import comparison_launch, session_created_payload
+from comparisons.models import Comparison, ComparisonStatus
+from comparisons.runner import ComparisonRun, runs
+
+REMOTE_WATCH_TIMEOUT_SECONDS = 3.0
+
+
+def _db_snapshot(comparison: Comparison) -> dict[str, Any]:
+    models = []
+    for row in comparison.responses.all():
+        entry: dict[str, Any] = {
+            "key": row.key,
+            "provider": row.provider,
+            "modelName": row.model_name,
+            "status": row.status,
+            "content": row.content,
+            "nextIndex": row.chunk_count,
+        }
+        if row.metrics is not None:
+            entry["metrics"] = row.metrics
+        if row.error:
+            entry["error"] = row.error
+        models.append(entry)
+    return {"sessionId": comparison.id, "status": comparison.status, "models": models}
+
+
+class ComparisonConsumer(AuthenticatedJsonConsumer):
+    """One browser tab (or CLI) connected to ``/ws``."""
+
+    async def connect(self) -> None:
+        self.started: set[str] = set()
+        self.watching: set[str] = set()
+        self.pending_watch: dict[str, asyncio.TimerHandle] = {}
+        await super().connect()
+
+    async def disconnect(self, code: int) -> None:
+        # Runs keep going without this socket; it only stops listening.
+        name = self.subscriber_name
+        for comparison_id in self.started | self.watching:
+            run = runs.get(comparison_id)
+            if run is not None:
+                run.unsubscribe(name)
+            elif self.channel_layer is not None:
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_send(
+                        run_group(comparison_id),
+                        {"type": "watch.stop", "reply": self.channel_name, "user_id": self.user_id},
+                    )
+            if self.channel_layer is not None:
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_discard(
+                        watch_group(comparison_id), self.channel_name
+                    )
+        for handle in self.pending_watch.values():
+            handle.cancel()
+        await super().disconnect(code)
+
+    @property
+    def subscriber_name(self) -> str:
+        return self.channel_name or f"socket-{id(self)}"
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    # --- client events -----------------------------------------------------------------------
+    async def on_startComparison(self, data: Any) -> None:
+        request_id = data.get("requestId") if isinstance(data, dict) else None
+        request_id = request_id if isinstance(request_id, str) else None
+        try:
+            frame = parse(StartComparison, "startComparison", data)
+            assert isinstance(frame, StartComparison)
+            slots = services.comparison_plan(choices=frame.choices())
+            run = await comparison_launch(
+                user_id=self.user_id,
+                prompt=frame.prompt,
+                system=frame.system or "",
+                slots=slots,
+            )
+        except (ValueError, services.LimitExceeded) as exc:
+            await self.send_error(str(exc), request_id=request_id)
+            return
+        await self.send_event("sessionCreated", session_created_payload(run, frame.requestId))
+        run.subscribe(self.subscriber_name, self.send_text)
+        self.started.add(run.comparison_id)
+        runs.add(run)
+
+    async def on_cancelComparison(self, data: Any) -> None:
+        try:
+            frame = parse(SessionRef, "cancelComparison", data)
+        except ValueError as exc:
+            await self.send_error(str(exc))
+            return
+        await self._cancel(frame.sessionId, None)  # type: ignore[attr-defined]
+
+    async def on_cancelModel(self, data: Any) -> None:
+        try:
+            frame = parse(ModelRef, "cancelModel", data)
+        except ValueError as exc:
+            await self.send_error(str(exc))
+            return
+        await self._cancel(frame.sessionId, frame.model)  # type: ignore[attr-defined]
+
+    async def on_watchSession(self, data: Any) -> None:
+        try:
+            frame = parse(SessionRef, "watchSession", data)
+        except ValueError as exc:
+            await self.send_error(str(exc))
+            return
+        comparison_id: str = frame.sessionId  # type: ignore[attr-defined]
+        run = self._owned_run(comparison_id)
+        if run is not None:
+            self.watching.add(comparison_id)
+            run.watch(self.subscriber_name, self.send_text)
+            return
+        comparison = await database_sync_to_async(selectors.comparison_get)(
+            user_id=self.user_id, comparison_id=comparison_id
+        )
+        if comparison is None:
+            await self.send_error(f"Session {comparison_id} not found")
+            return
+        if self.channel_layer is not None:
+            # Recorded replays and remote runs reach this socket through the layer.
+            self.watching.add(comparison_id)
+            await self.channel_layer.group_add(watch_group(comparison_id), self.channel_name)
+        if comparison.status != ComparisonStatus.STREAMING or self.channel_layer is None:
+            await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+            return
+        # Running in another server process: ask it for a snapshot + live events.
+        loop = asyncio.get_running_loop()
+        self.pending_watch[comparison_id] = loop.call_later(
+            REMOTE_WATCH_TIMEOUT_SECONDS,
+            lambda: asyncio.ensure_future(self._remote_watch_timed_out(comparison_id)),
+        )
+        await self.channel_layer.group_send(
+            run_group(comparison_id),
+            {"type": "watch.request", "reply": self.channel_name, "user_id": self.user_id},
+        )
+
+    # --- channel-layer messages ----------------------------------------------------------------
+    async def watch_event(self, message: dict[str, Any]) -> None:
+        """An event of a watched comparison from another process (or a recorded replay)."""
+        handle = self.pending_watch.pop(message.get("session", ""), None)
+        if handle is not None:
+            handle.cancel()
+        await self.send(text_data=message["text"])
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _owned_run(self, comparison_id: str) -> ComparisonRun | None:
+        run = runs.get(comparison_id)
+        return run if run is not None and run.user_id == self.user_id else None
+
+    async def _cancel(self, comparison_id: str, model: str | None) -> None:
+        run = self._owned_run(comparison_id)
+        if run is not None:
+            if model is None:
+                run.cancel()
+            elif (slot := run.slot(model)) is not None:
+                run.cancel_slot(slot)
+            else:
+                await self.send_error(f"Session {comparison_id} has no model '{model}'")
+            return
+        comparison = await database_sync_to_async(selectors.comparison_get)(
+            user_id=self.user_id, comparison_id=comparison_id
+        )
+        if comparison is None:
+            await self.send_error(f"Session {comparison_id} not found")
+        elif comparison.status != ComparisonStatus.STREAMING:
+            await self.send_error(f"Session {comparison_id} is not running")
+        elif self.channel_layer is not None:
+            await self.channel_layer.group_send(
+                run_group(comparison_id),
+                {"type": "run.cancel", "user_id": self.user_id, "model": model},
+            )
+
+    async def _remote_watch_timed_out(self, comparison_id: str) -> None:
+        if self.pending_watch.pop(comparison_id, None) is None:
+            return
+        comparison = await database_sync_to_async(selectors.comparison_get)(
+            user_id=self.user_id, comparison_id=comparison_id
+        )
+        if comparison is not None:
+            await self.send_event("sessionSnapshot", _db_snapshot(comparison))

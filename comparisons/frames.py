@@ -1,0 +1,95 @@
+"""Client -> server WebSocket payloads, validated with pydantic (one schema per event)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from django.conf import settings
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+RequestId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ModelChoice(Frame):
+    provider: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    model: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
+    maxTokens: Annotated[StrictInt, Field(ge=1, le=200_000)] | None = None
+
+
+class StartComparison(Frame):
+    """``startComparison``: the seed's ``{prompt, providers}`` or ``{prompt, models, ...}``."""
+
+    prompt: StrictStr
+    providers: list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] | None = None
+    models: list[ModelChoice] | None = None
+    system: Annotated[StrictStr, Field(max_length=32_000)] | None = None
+    requestId: RequestId | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_size(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be empty")
+        limit = settings.PLAYGROUND_MAX_PROMPT_CHARS
+        if len(value) > limit:
+            raise ValueError(f"prompt is {len(value)} characters; the limit is {limit}")
+        return value
+
+    @model_validator(mode="after")
+    def _model_count(self) -> StartComparison:
+        if self.providers is not None and self.models is not None:
+            raise ValueError("give either providers or models, not both")
+        choices = self.choices()
+        if not choices:
+            raise ValueError("choose at least one model (providers or models)")
+        limit = settings.PLAYGROUND_MAX_MODELS
+        if len(choices) > limit:
+            raise ValueError(f"{len(choices)} models requested; the limit is {limit}")
+        return self
+
+    def choices(self) -> list[ModelChoice]:
+        if self.models is not None:
+            return list(self.models)
+        return [ModelChoice(provider=p) for p in self.providers or []]
+
+
+class SessionRef(Frame):
+    sessionId: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class ModelRef(SessionRef):
+    model: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+def describe_error(event: str, error: ValidationError) -> str:
+    """A one-line, user-facing summary of what is wrong with a payload."""
+    parts = []
+    for item in error.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return f"Invalid {event}: " + "; ".join(parts)
+
+
+def parse(schema: type[Frame], event: str, data: Any) -> Frame:
+    """Validate ``data`` for ``event``; raises ``ValueError`` with a readable message."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(describe_error(event, exc)) from None

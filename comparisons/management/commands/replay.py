@@ -1,0 +1,101 @@
+"""``manage.py replay <session-id>``: run a saved comparison again, or play its recording."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.management.base import BaseCommand, CommandError
+
+from comparisons import selectors
+from comparisons.cli import comparison_result, parse_model_args, run_in_terminal
+from comparisons.groups import watch_group
+from comparisons.playback import Playback, PlaybackSlot, comparison_play_recorded
+from comparisons.services import SlotSpec
+from comparisons.terminal import display_live
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a saved comparison's prompt again as a new comparison linked to it, streaming "
+        "progress live; or, with --recorded, re-emit its saved events at the recorded pace."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("session_id", help="Id of the saved comparison.")
+        parser.add_argument(
+            "--models", nargs="+", metavar="PROVIDER[:MODEL]", help="Other models to run it on."
+        )
+        parser.add_argument("--user", help="Owner of the new comparison (default: the original's).")
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument(
+            "--recorded", action="store_true", help="Play the saved events; call no provider."
+        )
+        parser.add_argument("--speed", type=float, default=1.0, help="Playback speed (--recorded).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        original = selectors.comparison_get_any(comparison_id=options["session_id"])
+        if original is None:
+            raise CommandError(f"Comparison {options['session_id']} not found.")
+        if options["recorded"]:
+            self._play(original, options)
+            return
+        if options["models"]:
+            slots = parse_model_args(options["models"])
+        else:
+            slots = [
+                SlotSpec(
+                    provider=r.provider,
+                    model=r.model_name,
+                    temperature=r.temperature,
+                    max_tokens=r.max_tokens,
+                )
+                for r in original.responses.all()
+            ]
+        before = comparison_result(original.id)["responses"]
+        result = asyncio.run(
+            run_in_terminal(
+                user_id=options["user"] or original.user_id,
+                prompt=original.prompt,
+                system=original.system,
+                slots=slots,
+                out=None if options["json"] else self.stdout._out,  # type: ignore[attr-defined]
+                replay_of_id=original.id,
+                original=before,
+            )
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2))
+
+    def _play(self, original: Any, options: dict[str, Any]) -> None:
+        if options["speed"] <= 0:
+            raise CommandError("--speed must be positive.")
+        layer = get_channel_layer()
+        group = watch_group(original.id)
+        out = self.stdout._out  # type: ignore[attr-defined]
+        events: list[dict[str, Any]] = []
+
+        async def publish(text: str) -> None:
+            if layer is not None:
+                await layer.group_send(group, {"type": "watch.event", "text": text})
+            if options["json"]:
+                events.append(json.loads(text))
+
+        async def play() -> None:
+            playback = Playback(
+                original.id, [PlaybackSlot(r.key) for r in original.responses.all()]
+            )
+            job = comparison_play_recorded(
+                comparison=original, speed=options["speed"], publish=publish, playback=playback
+            )
+            if options["json"]:
+                await job
+            else:
+                await asyncio.gather(job, display_live(playback, out))
+
+        async_to_sync(play)()
+        if options["json"]:
+            self.stdout.write(json.dumps(events, indent=2))

@@ -1,0 +1,42 @@
+"""``manage.py serve``: run the ASGI application under daphne on HOST:PORT from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve the ASGI application with daphne on $HOST:$PORT (default 127.0.0.1:3001)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=None, help="Bind address (default: HOST setting).")
+        parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from daphne.cli import CommandLineInterface
+
+        from comparisons.maintenance import start_sweeper
+
+        start_sweeper()
+
+        host = options["host"] or settings.HOST
+        port = options["port"] or settings.PORT
+        self.stdout.write(
+            f"AI Playground API on http://{host}:{port} (WebSocket ws://{host}:{port}/ws)"
+        )
+        CommandLineInterface().run(
+            [
+                "-b",
+                host,
+                "-p",
+                str(port),
+                "--proxy-headers",
+                # Frames over the limit are refused by the protocol layer with close code 1009.
+                "--websocket-max-message-size",
+                str(settings.WS_MAX_FRAME_BYTES),
+                "playground.asgi:application",
+            ]
+        )

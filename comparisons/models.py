@@ -1,0 +1,134 @@
+"""A comparison (the seed's "session") and one response per model slot."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+
+def new_comparison_id() -> str:
+    """An opaque 24-hex-character id, the same shape as the seed's MongoDB ObjectIds."""
+    return secrets.token_hex(12)
+
+
+class ComparisonStatus(models.TextChoices):
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # some models failed
+    ERROR = "error"  # every model failed
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the server process died mid-stream
+
+
+class ResponseStatus(models.TextChoices):
+    PENDING = "pending"
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+RESPONSE_FINISHED = frozenset(
+    {
+        ResponseStatus.COMPLETE,
+        ResponseStatus.ERROR,
+        ResponseStatus.CANCELLED,
+        ResponseStatus.INTERRUPTED,
+    }
+)
+
+
+class Comparison(models.Model):
+    id = models.CharField(
+        primary_key=True, max_length=32, default=new_comparison_id, editable=False
+    )
+    user_id = models.CharField(max_length=255, help_text="Clerk user id (the owner).")
+    prompt = models.TextField()
+    system = models.TextField(blank=True, default="")
+    status = models.CharField(
+        max_length=16, choices=ComparisonStatus.choices, default=ComparisonStatus.STREAMING
+    )
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the process running it."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["user_id", "-created_at", "-id"], name="comparison_user_created"),
+            models.Index(fields=["status", "heartbeat_at"], name="comparison_status_heartbeat"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def total_cost(self) -> float:
+        return sum(r.estimated_cost or 0.0 for r in self.responses.all())
+
+
+class ModelResponse(models.Model):
+    """One model slot of a comparison: what was asked of it and what it answered."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="responses")
+    position = models.PositiveSmallIntegerField()
+    key = models.CharField(max_length=255, help_text="Slot key: model name, #2/#3 on repeats.")
+    provider = models.CharField(max_length=64)
+    model_name = models.CharField(max_length=255)
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+
+    status = models.CharField(
+        max_length=16, choices=ResponseStatus.choices, default=ResponseStatus.PENDING
+    )
+    content = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    finish_reason = models.CharField(max_length=64, blank=True, default="")
+    chunk_count = models.PositiveIntegerField(default=0)
+    # Recorded pacing for `replay --recorded`: [[offset_ms, chunk_length], ...] from stream start.
+    timeline = models.JSONField(default=list, blank=True)
+
+    duration_ms = models.FloatField(null=True, blank=True)
+    time_to_first_token_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    estimated_cost = models.FloatField(null=True, blank=True, help_text="USD")
+
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("comparison", "position")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "position"], name="response_slot_position"
+            ),
+            models.UniqueConstraint(fields=["comparison", "key"], name="response_slot_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+    @property
+    def metrics(self) -> dict[str, float | int | None] | None:
+        """The seed's metrics object (plus the new fields), or None before the model finished."""
+        if self.duration_ms is None:
+            return None
+        return {
+            "durationInMilliseconds": self.duration_ms,
+            "tokensUsed": self.total_tokens or 0,
+            "estimatedCost": self.estimated_cost or 0.0,
+            "timeToFirstTokenInMilliseconds": self.time_to_first_token_ms,
+            "inputTokens": self.input_tokens or 0,
+            "outputTokens": self.output_tokens or 0,
+            "tokensPerSecond": self.tokens_per_second or 0.0,
+        }

@@ -1,0 +1,105 @@
+"""Recorded replay: re-emit a saved comparison's events at the pace they were recorded.
+
+No provider is called. Each response stores ``timeline`` = ``[[offset_ms, length], ...]``: the
+chunk boundaries and their time offsets from the model's start, so the chunks and their pacing can
+be rebuilt exactly from the saved content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from comparisons.models import Comparison, ModelResponse
+from comparisons.runner import encode_event
+
+Publish = Callable[[str], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class PlaybackSlot:
+    key: str
+    status: str = "pending"
+    chunks: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+    error: str = ""
+
+
+@dataclass(eq=False)
+class Playback:
+    comparison_id: str
+    slots: list[PlaybackSlot]
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def recorded_chunks(response: ModelResponse) -> list[tuple[float, str]]:
+    """The response's chunks with their offsets (seconds), rebuilt from content + timeline."""
+    out = []
+    position = 0
+    for offset_ms, length in response.timeline:
+        length = int(length)
+        out.append((float(offset_ms) / 1000.0, response.content[position : position + length]))
+        position += length
+    if position < len(response.content):  # text saved without a timeline (e.g. interrupted)
+        last = out[-1][0] if out else 0.0
+        out.append((last, response.content[position:]))
+    return out
+
+
+async def _play_slot(
+    playback: Playback, slot: PlaybackSlot, response: ModelResponse, speed: float, publish: Publish
+) -> None:
+    sid = playback.comparison_id
+    key = slot.key
+    slot.status = "streaming"
+    await publish(
+        encode_event("modelStatus", {"sessionId": sid, "model": key, "status": "streaming"})
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for index, (offset, text) in enumerate(recorded_chunks(response)):
+        delay = start + offset / speed - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        slot.chunks.append(text)
+        await publish(
+            encode_event(
+                "modelChunk", {"sessionId": sid, "model": key, "chunk": text, "index": index}
+            )
+        )
+    slot.metrics = response.metrics
+    slot.error = response.error
+    if response.status == "complete":
+        await publish(
+            encode_event("modelComplete", {"sessionId": sid, "model": key, "metrics": slot.metrics})
+        )
+    elif response.status == "error":
+        await publish(
+            encode_event("modelError", {"sessionId": sid, "model": key, "error": response.error})
+        )
+    slot.status = response.status
+    await publish(
+        encode_event("modelStatus", {"sessionId": sid, "model": key, "status": response.status})
+    )
+
+
+async def comparison_play_recorded(
+    *, comparison: Comparison, speed: float, publish: Publish, playback: Playback | None = None
+) -> None:
+    """Emit the saved events of ``comparison`` through ``publish`` at ``speed`` times the recorded pace."""
+    responses = list(comparison.responses.all())
+    playback = playback or Playback(comparison.id, [PlaybackSlot(r.key) for r in responses])
+    await asyncio.gather(
+        *(
+            _play_slot(playback, slot, response, speed, publish)
+            for slot, response in zip(playback.slots, responses, strict=True)
+        )
+    )
+    await publish(
+        encode_event(
+            "comparisonComplete", {"sessionId": comparison.id, "status": comparison.status}
+        )
+    )
+    playback.done.set()

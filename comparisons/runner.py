@@ -1,0 +1,401 @@
+"""Running comparisons: one task per model slot, events fanned out to subscribers.
+
+A :class:`ComparisonRun` lives in the process that started it, independent of any socket: the
+socket that started it is just its first subscriber, so closing that socket never stops the run.
+Each relayed chunk is encoded once (a precomputed frame prefix + the JSON-escaped text) and sent
+once per subscriber; text reaches the database in batches (``PLAYGROUND_FLUSH_INTERVAL``), never
+per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+from providers.base import BaseProvider
+
+from comparisons import services
+from comparisons.groups import run_group
+from comparisons.models import ComparisonStatus, ResponseStatus
+from providers.types import ProviderError, StreamEnd, StreamRequest
+
+logger = logging.getLogger(__name__)
+
+Subscriber = Callable[[str], Awaitable[None]]
+
+_dumps = json.dumps
+
+
+def encode_event(event: str, data: dict[str, Any]) -> str:
+    """One server -> client frame: ``{"event": ..., "data": ...}`` as compact JSON."""
+    return _dumps({"event": event, "data": data}, separators=(",", ":"))
+
+
+@dataclass(eq=False)
+class SlotRun:
+    """One model slot while it streams."""
+
+    key: str
+    provider: BaseProvider
+    request: StreamRequest
+    status: str = ResponseStatus.PENDING
+    chunks: list[str] = field(default_factory=list)
+    timeline: list[list[float]] = field(default_factory=list)
+    error: str = ""
+    finish_reason: str = ""
+    metrics: dict[str, Any] | None = None
+    started_at: Any = None
+    finished_at: Any = None
+    dirty: bool = False
+    cancel_requested: bool = False
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def content(self) -> str:
+        return "".join(self.chunks)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (
+            ResponseStatus.COMPLETE,
+            ResponseStatus.ERROR,
+            ResponseStatus.CANCELLED,
+        )
+
+    def progress(self) -> services.ResponseProgress:
+        metrics = self.metrics or {}
+        return services.ResponseProgress(
+            key=self.key,
+            status=self.status,
+            content=self.content,
+            chunk_count=len(self.chunks),
+            timeline=list(self.timeline),
+            error=self.error,
+            finish_reason=self.finish_reason,
+            duration_ms=metrics.get("durationInMilliseconds"),
+            time_to_first_token_ms=metrics.get("timeToFirstTokenInMilliseconds"),
+            input_tokens=metrics.get("inputTokens"),
+            output_tokens=metrics.get("outputTokens"),
+            total_tokens=metrics.get("tokensUsed"),
+            tokens_per_second=metrics.get("tokensPerSecond"),
+            estimated_cost=metrics.get("estimatedCost"),
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """This slot as a ``sessionSnapshot`` entry (content so far and the next chunk index)."""
+        entry: dict[str, Any] = {
+            "key": self.key,
+            "provider": self.provider.alias,
+            "modelName": self.request.model,
+            "status": self.status,
+            "content": self.content,
+            "nextIndex": len(self.chunks),
+        }
+        if self.metrics is not None:
+            entry["metrics"] = self.metrics
+        if self.error:
+            entry["error"] = self.error
+        return entry
+
+
+class QueuedSubscriber:
+    """A watcher fed through its own queue, so the run never waits on it and order is kept.
+
+    The snapshot is queued first, then every later event, and one task sends them in order:
+    snapshot + events contain every chunk exactly once.
+    """
+
+    def __init__(self, target: Subscriber) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._drain(target))
+
+    async def __call__(self, text: str) -> None:
+        self.queue.put_nowait(text)
+
+    def close(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def _drain(self, target: Subscriber) -> None:
+        while (text := await self.queue.get()) is not None:
+            try:
+                await target(text)
+            except Exception:
+                return
+
+
+class ComparisonRun:
+    """A comparison being generated in this process."""
+
+    def __init__(self, *, comparison_id: str, user_id: str, slots: list[SlotRun]) -> None:
+        self.comparison_id = comparison_id
+        self.user_id = user_id
+        self.slots = slots
+        self.status: str = ComparisonStatus.STREAMING
+        self.cancelled = False
+        self.subscribers: dict[str, Subscriber] = {}
+        self.done = asyncio.Event()
+        self._save_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    # --- subscribers -----------------------------------------------------------------------
+    def subscribe(self, name: str, send: Subscriber) -> None:
+        self.subscribers[name] = send
+
+    def unsubscribe(self, name: str) -> None:
+        subscriber = self.subscribers.pop(name, None)
+        if isinstance(subscriber, QueuedSubscriber):
+            subscriber.close()
+
+    def watch(self, name: str, target: Subscriber) -> None:
+        """Add a watcher: it gets ``sessionSnapshot`` now and then every later event."""
+        watcher = QueuedSubscriber(target)
+        watcher.queue.put_nowait(encode_event("sessionSnapshot", self.snapshot()))
+        self.subscribers[name] = watcher
+
+    async def publish(self, text: str) -> None:
+        """Send one encoded frame to every subscriber; a failing subscriber is dropped."""
+        for name, send in tuple(self.subscribers.items()):
+            try:
+                await send(text)
+            except Exception:  # a closed socket must not break the run
+                self.subscribers.pop(name, None)
+
+    async def emit(self, event: str, data: dict[str, Any]) -> None:
+        await self.publish(encode_event(event, data))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        """Start every slot and the flusher; returns the task that ends with the comparison."""
+        self._main = asyncio.create_task(self._run(), name=f"comparison-{self.comparison_id}")
+        return self._main
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "sessionId": self.comparison_id,
+            "status": self.status,
+            "models": [slot.snapshot() for slot in self.slots],
+        }
+
+    def slot(self, key: str) -> SlotRun | None:
+        return next((s for s in self.slots if s.key == key), None)
+
+    def cancel(self) -> None:
+        """Stop every unfinished model (the user pressed Stop)."""
+        self.cancelled = True
+        for slot in self.slots:
+            self.cancel_slot(slot)
+
+    def cancel_slot(self, slot: SlotRun) -> bool:
+        """Stop one model; its upstream response is closed by the cancellation."""
+        if slot.finished or slot.task is None:
+            return False
+        slot.cancel_requested = True
+        slot.task.cancel()
+        return True
+
+    def control(self, message: dict[str, Any], send_remote: Callable[[str], Subscriber]) -> None:
+        """Handle a control message from another process (watch, stop watching, cancel)."""
+        if message.get("user_id") != self.user_id:
+            return
+        kind = message.get("type")
+        reply = str(message.get("reply", ""))
+        if kind == "watch.request" and reply:
+            self.watch(f"remote:{reply}", send_remote(reply))
+        elif kind == "watch.stop":
+            self.unsubscribe(f"remote:{reply}")
+        elif kind == "run.cancel":
+            model = message.get("model")
+            if model is None:
+                self.cancel()
+            elif (slot := self.slot(str(model))) is not None:
+                self.cancel_slot(slot)
+
+    async def _serve_control(self) -> None:
+        """Listen on this run's group for watchers and cancels from other server processes."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel()
+        group = run_group(self.comparison_id)
+        await layer.group_add(group, channel)
+
+        def send_remote(reply: str) -> Subscriber:
+            async def send(text: str) -> None:
+                await layer.send(
+                    reply, {"type": "watch.event", "text": text, "session": self.comparison_id}
+                )
+
+            return send
+
+        try:
+            while True:
+                self.control(await layer.receive(channel), send_remote)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(layer.group_discard(group, channel))
+
+    async def _run(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_periodically())
+        control = asyncio.create_task(self._serve_control())
+        try:
+            for slot in self.slots:
+                slot.task = asyncio.create_task(self._run_slot(slot))
+            await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
+        finally:
+            self._flusher.cancel()
+            control.cancel()
+        self.status = services.comparison_overall_status(
+            [s.status for s in self.slots], cancelled=self.cancelled
+        )
+        await self._save([], status=self.status)
+        await self.emit(
+            "comparisonComplete", {"sessionId": self.comparison_id, "status": self.status}
+        )
+        for subscriber in self.subscribers.values():
+            if isinstance(subscriber, QueuedSubscriber):
+                subscriber.close()
+        self.done.set()
+
+    async def _save(self, slots: list[SlotRun], *, status: str | None = None) -> None:
+        progress = [slot.progress() for slot in slots]
+        for slot in slots:
+            slot.dirty = False
+        async with self._save_lock:
+            try:
+                await database_sync_to_async(services.comparison_save_progress)(
+                    comparison_id=self.comparison_id, progress=progress, status=status
+                )
+            except Exception:
+                logger.exception("Could not save comparison %s", self.comparison_id)
+
+    async def _flush_periodically(self) -> None:
+        interval = settings.PLAYGROUND_FLUSH_INTERVAL
+        while True:
+            await asyncio.sleep(interval)
+            # Always write: the write doubles as the heartbeat crash recovery looks at.
+            await self._save([s for s in self.slots if s.dirty])
+
+    async def _run_slot(self, slot: SlotRun) -> None:
+        sid = self.comparison_id
+        key = slot.key
+        await self.emit("modelStatus", {"sessionId": sid, "model": key, "status": "streaming"})
+        slot.status = ResponseStatus.STREAMING
+        slot.started_at = timezone.now()
+        slot.dirty = True
+        prefix = (
+            '{"event":"modelChunk","data":{"sessionId":'
+            + _dumps(sid)
+            + ',"model":'
+            + _dumps(key)
+            + ',"chunk":'
+        )
+        chunks = slot.chunks
+        timeline = slot.timeline
+        publish = self.publish
+        clock = time.perf_counter
+        start = clock()
+        first: float | None = None
+        end: StreamEnd | None = None
+        try:
+            async for event in slot.provider.stream(slot.request):
+                if isinstance(event, StreamEnd):
+                    end = event
+                    break
+                text = event.text
+                if not text:
+                    continue
+                now = clock()
+                if first is None:
+                    first = now
+                index = len(chunks)
+                chunks.append(text)
+                timeline.append([round((now - start) * 1000, 1), len(text)])
+                slot.dirty = True
+                await publish(f'{prefix}{_dumps(text)},"index":{index}}}}}')
+        except asyncio.CancelledError:
+            slot.status = ResponseStatus.CANCELLED
+            slot.error = "Cancelled by the user." if slot.cancel_requested else "Cancelled."
+        except ProviderError as exc:
+            slot.status = ResponseStatus.ERROR
+            slot.error = exc.message
+        except Exception:
+            logger.exception("Model %s of comparison %s failed", key, sid)
+            slot.status = ResponseStatus.ERROR
+            slot.error = "Internal error while streaming this model."
+        else:
+            if end is None:
+                slot.status = ResponseStatus.ERROR
+                slot.error = "The provider's stream ended without a final event."
+            else:
+                slot.status = ResponseStatus.COMPLETE
+                slot.finish_reason = end.finish_reason or ""
+                slot.metrics = self._metrics(slot, end, start, first, clock())
+        slot.finished_at = timezone.now()
+        slot.dirty = True
+        if slot.status == ResponseStatus.COMPLETE:
+            await self.emit(
+                "modelComplete", {"sessionId": sid, "model": key, "metrics": slot.metrics}
+            )
+        elif slot.status == ResponseStatus.ERROR:
+            await self.emit("modelError", {"sessionId": sid, "model": key, "error": slot.error})
+        await self.emit("modelStatus", {"sessionId": sid, "model": key, "status": slot.status})
+        await self._save([slot])
+
+    @staticmethod
+    def _metrics(
+        slot: SlotRun, end: StreamEnd, start: float, first: float | None, finished: float
+    ) -> dict[str, Any]:
+        usage = end.usage
+        duration_s = finished - start
+        generating_s = finished - first if first is not None else duration_s
+        return {
+            "durationInMilliseconds": round(duration_s * 1000, 1),
+            "tokensUsed": usage.total_tokens,
+            "estimatedCost": slot.provider.estimate_cost(usage, slot.request.model),
+            "timeToFirstTokenInMilliseconds": (
+                round((first - start) * 1000, 1) if first is not None else None
+            ),
+            "inputTokens": usage.input_tokens,
+            "outputTokens": usage.output_tokens,
+            "tokensPerSecond": (
+                round(usage.output_tokens / generating_s, 2) if generating_s > 0 else 0.0
+            ),
+        }
+
+
+class RunRegistry:
+    """The comparisons running in this process, by id."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ComparisonRun] = {}
+
+    def get(self, comparison_id: str) -> ComparisonRun | None:
+        return self._runs.get(comparison_id)
+
+    def running_for(self, user_id: str) -> int:
+        return sum(1 for run in self._runs.values() if run.user_id == user_id)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def add(self, run: ComparisonRun) -> asyncio.Task[None]:
+        self._runs[run.comparison_id] = run
+        task = run.start()
+        task.add_done_callback(lambda _: self._runs.pop(run.comparison_id, None))
+        return task
+
+
+runs = RunRegistry()

@@ -1,0 +1,33 @@
+"""The REST API (Django Ninja): one NinjaAPI, routers contributed by the apps, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+
+from accounts.http import AuthenticationFailed, ClerkAuth, unauthorized_response
+from accounts.principal import TOKEN_MISSING
+
+api = NinjaAPI(
+    title="AI Playground API",
+    version="1.0.0",
+    description="Compare LLM answers side by side. WebSocket protocol: docs/protocol.md.",
+    urls_namespace="api",
+    # Protected by default: a public endpoint opts out with auth=None.
+    auth=ClerkAuth(),
+)
+
+
+@api.exception_handler(AuthenticationFailed)
+def _unauthorized(request: HttpRequest, exc: AuthenticationFailed) -> HttpResponse:
+    return unauthorized_response(api, request, exc)
+
+
+@api.exception_handler(AuthenticationError)
+def _ninja_unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return unauthorized_response(api, request, AuthenticationFailed(TOKEN_MISSING))
+
+
+api.add_router("", "accounts.api.router")
+api.add_router("", "comparisons.api.router")

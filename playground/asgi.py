@@ -1,0 +1,27 @@
+"""ASGI entry point: HTTP goes to Django, WebSockets to the Channels router."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
+django_asgi_app = get_asgi_application()
+
+# Imported after Django is set up: these import models.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
+from playground.origin import origin_validator  # noqa: E402
+from playground.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": origin_validator(
+            ClerkAuthMiddleware(URLRouter(websocket_urlpatterns)), settings.CORS_ORIGIN
+        ),
+    }
+)

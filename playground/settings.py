@@ -1,0 +1,262 @@
+"""Settings for the playground project.
+
+Every value comes from the environment (or an optional ``.env`` file at the repository root);
+``.env.example`` documents each variable. The defaults are the embedded ones: a SQLite file under
+``data/``, the in-memory channel layer, and no external service, so ``make run`` works on a bare
+machine. Production is ``DJANGO_DEBUG=0`` and then a real ``DJANGO_SECRET_KEY`` is required.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+# --- Core -------------------------------------------------------------------------------------
+DEBUG: bool = env.bool("DJANGO_DEBUG", default=True)
+
+
+def _secret_key() -> str:
+    """The configured secret key; in DEBUG a random one kept in the data directory."""
+    key = env.str("DJANGO_SECRET_KEY", default="")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Production (DJANGO_DEBUG=0) needs a long random "
+            'secret key, e.g. python -c "import secrets; print(secrets.token_urlsafe(50))".'
+        )
+    path = DATA_DIR / "dev-secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+HOST: str = env.str("HOST", default="127.0.0.1")
+PORT: int = env.int("PORT", default=3001)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "channels",
+    "accounts",
+    "providers",
+    "comparisons",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "playground.urls"
+ASGI_APPLICATION = "playground.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASE_URL: str = (
+    env.str("DATABASE_URL", default="") or f"sqlite:///{DATA_DIR / 'playground.sqlite3'}"
+)
+DATABASES: dict[str, dict[str, Any]] = {"default": environ.Env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE transactions: concurrent writers wait instead of failing "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer ----------------------------------------------------------------------------
+REDIS_URL: str = env.str("REDIS_URL", default="")
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                # The defaults (capacity 100, expiry 60 s) drop messages silently under load.
+                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=10_000),
+                "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=120),
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="playground"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": env.int("CHANNEL_LAYER_CAPACITY", default=10_000)},
+        }
+    }
+
+# --- HTTP: CORS, security ---------------------------------------------------------------------
+CORS_ORIGIN: list[str] = env.list("CORS_ORIGIN", default=["http://localhost:3000"])
+CORS_ALLOW_ALL_ORIGINS = "*" in CORS_ORIGIN
+CORS_ALLOWED_ORIGINS = [origin for origin in CORS_ORIGIN if origin != "*"]
+CORS_ALLOW_CREDENTIALS = True
+CORS_EXPOSE_HEADERS = ["Link"]
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+    else None
+)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe the health endpoints over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^$", r"^health/"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+
+# --- Static files (the admin) -----------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Logging ----------------------------------------------------------------------------------
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": LOG_LEVEL, "propagate": True},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}
+
+# --- Clerk authentication (accounts) ----------------------------------------------------------
+CLERK_PUBLISHABLE_KEY: str = env.str("CLERK_PUBLISHABLE_KEY", default="")
+CLERK_SECRET_KEY: str = env.str("CLERK_SECRET_KEY", default="")
+CLERK_JWT_KEY: str = env.str("CLERK_JWT_KEY", default="")
+CLERK_ISSUER: str = env.str("CLERK_ISSUER", default="")
+CLERK_AUTHORIZED_PARTIES: list[str] = env.list("CLERK_AUTHORIZED_PARTIES", default=[])
+CLERK_API_URL: str = env.str("CLERK_API_URL", default="https://api.clerk.com")
+CLERK_JWKS_CACHE_SECONDS: int = env.int("CLERK_JWKS_CACHE_SECONDS", default=300)
+CLERK_CLOCK_SKEW_SECONDS: int = env.int("CLERK_CLOCK_SKEW_SECONDS", default=5)
+WS_AUTH_TIMEOUT_SECONDS: float = env.float("WS_AUTH_TIMEOUT_SECONDS", default=10.0)
+
+# --- AI providers -----------------------------------------------------------------------------
+# Configured like CACHES: alias -> {"BACKEND": dotted path, "OPTIONS": {...}}.
+AI_PROVIDERS: dict[str, dict[str, Any]] = {
+    "anthropic": {
+        "BACKEND": "providers.backends.anthropic.AnthropicProvider",
+        "OPTIONS": {
+            "api_key": env.str("ANTHROPIC_API_KEY", default=""),
+            "base_url": env.str("ANTHROPIC_BASE_URL", default="") or None,
+            "default_model": env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-6"),
+            "timeout": env.float("ANTHROPIC_TIMEOUT", default=60.0),
+            "max_retries": env.int("ANTHROPIC_MAX_RETRIES", default=2),
+        },
+    },
+    "google": {
+        "BACKEND": "providers.backends.google.GeminiProvider",
+        "OPTIONS": {
+            "api_key": env.str("GOOGLE_GEMINI_API_KEY", default=""),
+            "base_url": env.str("GOOGLE_GEMINI_BASE_URL", default="") or None,
+            "default_model": env.str("GOOGLE_GEMINI_MODEL", default="gemini-2.5-flash"),
+            "timeout": env.float("GOOGLE_GEMINI_TIMEOUT", default=60.0),
+            "max_retries": env.int("GOOGLE_GEMINI_MAX_RETRIES", default=2),
+        },
+    },
+    "demo": {
+        "BACKEND": "providers.backends.demo.DemoProvider",
+        "OPTIONS": {
+            "tokens_per_second": env.float("DEMO_TOKENS_PER_SECOND", default=40.0),
+            "first_token_delay": env.float("DEMO_FIRST_TOKEN_DELAY", default=0.35),
+        },
+    },
+}
+# Optional JSON file of model prices that overrides/extends each backend's built-in price list.
+AI_MODEL_PRICES_FILE: str = env.str("AI_MODEL_PRICES_FILE", default="")
+PROVIDER_FIRST_TOKEN_TIMEOUT: float = env.float("PROVIDER_FIRST_TOKEN_TIMEOUT", default=60.0)
+PROVIDER_IDLE_TIMEOUT: float = env.float("PROVIDER_IDLE_TIMEOUT", default=30.0)
+
+# --- Comparisons ------------------------------------------------------------------------------
+PLAYGROUND_MAX_PROMPT_CHARS: int = env.int("PLAYGROUND_MAX_PROMPT_CHARS", default=32_000)
+PLAYGROUND_MAX_MODELS: int = env.int("PLAYGROUND_MAX_MODELS", default=6)
+PLAYGROUND_MAX_RUNNING_PER_USER: int = env.int("PLAYGROUND_MAX_RUNNING_PER_USER", default=3)
+PLAYGROUND_MAX_STARTS_PER_MINUTE: int = env.int("PLAYGROUND_MAX_STARTS_PER_MINUTE", default=20)
+PLAYGROUND_FLUSH_INTERVAL: float = env.float("PLAYGROUND_FLUSH_INTERVAL", default=1.0)
+PLAYGROUND_HEARTBEAT_STALE_SECONDS: float = env.float(
+    "PLAYGROUND_HEARTBEAT_STALE_SECONDS", default=15.0
+)
+WS_MAX_FRAME_BYTES: int = env.int("WS_MAX_FRAME_BYTES", default=256 * 1024)

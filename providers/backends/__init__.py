@@ -1,0 +1,1 @@
+"""Provider backends: one module per vendor; each imports its own SDK and nothing else does."""

@@ -1,0 +1,158 @@
+"""Anthropic (Claude) through the official ``anthropic`` SDK's streaming Messages API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, ClassVar
+
+import anthropic
+import httpx2
+
+from ..base import BaseProvider
+from ..types import (
+    AuthenticationFailed,
+    BadRequest,
+    Overloaded,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    StreamBroken,
+    StreamEnd,
+    StreamRequest,
+    TextDelta,
+    UpstreamUnavailable,
+    Usage,
+)
+
+#: Built-in prices (USD per million tokens); operators override them in settings or a JSON file.
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "claude-sonnet-4-6": {"input": 3.0, "output": 15.0, "label": "Claude Sonnet 4.6"},
+    "claude-opus-4-5": {"input": 5.0, "output": 25.0, "label": "Claude Opus 4.5"},
+    "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "label": "Claude Haiku 4.5"},
+    "claude-opus-4-1-20250805": {"input": 15.0, "output": 75.0, "label": "Claude Opus 4.1"},
+    "claude-sonnet-4-5-20250929": {"input": 3.0, "output": 15.0, "label": "Claude Sonnet 4.5"},
+    "claude-sonnet-4-20250514": {"input": 3.0, "output": 15.0, "label": "Claude Sonnet 4"},
+    "claude-haiku-4-5-20251001": {"input": 1.0, "output": 5.0, "label": "Claude Haiku 4.5"},
+    "claude-3-5-haiku-20241022": {"input": 0.8, "output": 4.0, "label": "Claude Haiku 3.5"},
+}
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class AnthropicProvider(BaseProvider):
+    """OPTIONS: api_key, base_url, default_model, timeout (s), max_retries, max_tokens,
+    first_token_timeout, idle_timeout, models (price overrides)."""
+
+    display_name = "Anthropic"
+    api_key_env = "ANTHROPIC_API_KEY"
+    fallback_default_model = "claude-sonnet-4-6"
+    default_models: ClassVar[Mapping[str, Mapping[str, Any]]] = DEFAULT_MODELS
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        super().__init__(alias, options)
+        self.max_tokens = int(self.options.get("max_tokens") or 4096)
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def client(self) -> anthropic.AsyncAnthropic:
+        """The SDK client, created once per provider instance (and event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.options.get("api_key"),
+                base_url=self.options.get("base_url") or None,
+                timeout=float(self.options.get("timeout") or 60.0),
+                max_retries=int(self.options.get("max_retries", 2)),
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def _stream(self, request: StreamRequest) -> AsyncGenerator[TextDelta | StreamEnd, None]:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or self.max_tokens,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.system:
+            params["system"] = request.system
+        if request.temperature is not None:
+            # SDK 2.x dropped the ``temperature`` argument; the API field is sent as-is.
+            params["extra_body"] = {"temperature": request.temperature}
+        input_tokens = cached = output_tokens = 0
+        stop_reason: str | None = None
+        finished = False
+        streamed = False
+        try:
+            stream = await self.client().messages.create(stream=True, **params)
+            async with stream:
+                async for event in stream:
+                    kind = event.type
+                    if kind == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            streamed = True
+                            yield TextDelta(delta.text)
+                    elif kind == "message_start":
+                        usage = event.message.usage
+                        cached = usage.cache_read_input_tokens or 0
+                        input_tokens = (
+                            usage.input_tokens + cached + (usage.cache_creation_input_tokens or 0)
+                        )
+                        output_tokens = usage.output_tokens or 0
+                    elif kind == "message_delta":
+                        output_tokens = event.usage.output_tokens or output_tokens
+                        stop_reason = event.delta.stop_reason
+                    elif kind == "message_stop":
+                        finished = True
+                        break
+        except anthropic.APIStatusError as exc:
+            raise self._status_error(exc, streamed) from None
+        except anthropic.APITimeoutError:
+            raise ProviderTimeout("Anthropic did not answer in time") from None
+        except anthropic.APIConnectionError:
+            raise UpstreamUnavailable("Could not reach Anthropic (connection failed)") from None
+        except httpx2.TimeoutException:
+            raise ProviderTimeout("Anthropic stopped sending (read timeout)") from None
+        except httpx2.HTTPError:
+            raise StreamBroken("The connection to Anthropic broke mid-answer") from None
+        except (ValueError, KeyError, AttributeError):
+            raise StreamBroken("Anthropic sent a malformed stream event") from None
+        if not finished:
+            raise StreamBroken("Anthropic ended the stream before the answer was complete")
+        yield StreamEnd(
+            Usage(
+                input_tokens=input_tokens, output_tokens=output_tokens, cached_input_tokens=cached
+            ),
+            _FINISH.get(stop_reason or "", stop_reason),
+        )
+
+    def _status_error(self, exc: anthropic.APIStatusError, streamed: bool) -> ProviderError:
+        status = exc.status_code
+        body = exc.body
+        error = body.get("error") if isinstance(body, dict) else None
+        kind = error.get("type") if isinstance(error, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else None
+        detail = f": {detail}" if isinstance(detail, str) and detail and detail != kind else ""
+        if kind == "overloaded_error" or status == 529:
+            return Overloaded("Anthropic is overloaded; try again shortly", status=529)
+        if status == 200 or streamed:
+            # An ``event: error`` in the middle of a 200 stream.
+            return StreamBroken(f"Anthropic reported an error mid-answer ({kind or 'error'})")
+        if isinstance(exc, anthropic.AuthenticationError):
+            return AuthenticationFailed(f"Anthropic rejected the API key ({status})", status=status)
+        if isinstance(exc, anthropic.PermissionDeniedError):
+            return AuthenticationFailed(
+                f"The Anthropic API key may not use this model ({status}){detail}", status=status
+            )
+        if isinstance(exc, anthropic.RateLimitError):
+            return RateLimited(
+                f"Anthropic rate limit reached ({status}); try again shortly", status=status
+            )
+        if status >= 500:
+            return UpstreamUnavailable(
+                f"Anthropic is unavailable ({status}); try again shortly", status=status
+            )
+        if status == 404:
+            return BadRequest(f"Anthropic does not know this model (404){detail}", status=status)
+        return BadRequest(f"Anthropic refused the request ({status}){detail}", status=status)

@@ -1,0 +1,116 @@
+"""``providers``: the configured provider instances, one per alias of ``settings.AI_PROVIDERS``.
+
+Configured like Django's ``CACHES``::
+
+    AI_PROVIDERS = {"anthropic": {"BACKEND": "providers.backends.anthropic.AnthropicProvider",
+                                  "OPTIONS": {"api_key": "...", "default_model": "..."}}}
+
+Adding a provider is a new backend module plus a settings entry; nothing here changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from .base import BaseProvider
+
+__all__ = ["InvalidProviderAlias", "ProviderHandler", "providers"]
+
+#: Settings whose change drops the cached provider instances.
+RELOAD_SETTINGS = frozenset(
+    {
+        "AI_PROVIDERS",
+        "AI_MODEL_PRICES_FILE",
+        "PROVIDER_FIRST_TOKEN_TIMEOUT",
+        "PROVIDER_IDLE_TIMEOUT",
+    }
+)
+
+
+class InvalidProviderAlias(ImproperlyConfigured, KeyError):
+    """The alias is not in ``settings.AI_PROVIDERS`` or its entry cannot be loaded."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ProviderHandler:
+    """Loads and caches one :class:`BaseProvider` per alias (thread-safe, lazy)."""
+
+    def __init__(self, settings_name: str = "AI_PROVIDERS") -> None:
+        self.settings_name = settings_name
+        self._instances: dict[str, BaseProvider] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def configs(self) -> Mapping[str, Mapping[str, Any]]:
+        return getattr(settings, self.settings_name, None) or {}
+
+    def aliases(self) -> list[str]:
+        """The configured aliases, in settings order."""
+        return list(self.configs)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.configs
+
+    def __getitem__(self, alias: str) -> BaseProvider:
+        instance = self._instances.get(alias)
+        if instance is not None:
+            return instance
+        with self._lock:
+            instance = self._instances.get(alias)
+            if instance is None:
+                instance = self.create(alias)
+                self._instances[alias] = instance
+        return instance
+
+    def all(self) -> list[BaseProvider]:
+        """Every configured provider, in settings order."""
+        return [self[alias] for alias in self.aliases()]
+
+    def create(self, alias: str) -> BaseProvider:
+        """A new, uncached instance for ``alias``."""
+        configs = self.configs
+        if alias not in configs:
+            known = ", ".join(configs) or "none"
+            raise InvalidProviderAlias(
+                f"Unknown provider '{alias}' (not in settings.{self.settings_name}); "
+                f"configured: {known}"
+            )
+        config = configs[alias] or {}
+        path = config.get("BACKEND")
+        if not path:
+            raise InvalidProviderAlias(f"settings.{self.settings_name}['{alias}'] has no BACKEND")
+        try:
+            backend = import_string(path)
+        except ImportError as exc:
+            raise InvalidProviderAlias(
+                f"Could not load provider '{alias}': BACKEND {path!r} cannot be imported ({exc})"
+            ) from exc
+        if not (isinstance(backend, type) and issubclass(backend, BaseProvider)):
+            raise InvalidProviderAlias(
+                f"Provider '{alias}': BACKEND {path!r} is not a BaseProvider subclass"
+            )
+        return backend(alias, config.get("OPTIONS") or {})
+
+    def reset(self) -> None:
+        """Forget the cached instances (they are rebuilt from settings on next use)."""
+        with self._lock:
+            self._instances = {}
+
+
+providers = ProviderHandler()
+
+
+@receiver(setting_changed)
+def _reset_providers(*, setting: str, **kwargs: Any) -> None:
+    if setting in RELOAD_SETTINGS:
+        providers.reset()

@@ -1,0 +1,111 @@
+"""The provider contract: what a comparison asks of a model and what streams back.
+
+A backend turns a :class:`StreamRequest` into an async iterator of :class:`TextDelta` events
+followed by exactly one :class:`StreamEnd`, or raises a :class:`ProviderError` subclass whose
+message a user can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """One model call: the model, the prompt and the optional generation parameters."""
+
+    model: str
+    prompt: str
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of generated text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The final event of a successful stream."""
+
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+
+
+StreamEvent = TextDelta | StreamEnd
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model a provider offers, with its price in USD per million tokens."""
+
+    name: str
+    input_price_per_million: float
+    output_price_per_million: float
+    label: str = ""
+
+
+class ProviderError(Exception):
+    """Base of every provider failure. ``str(error)`` is safe to show to the user."""
+
+    code = "provider-error"
+
+    def __init__(self, message: str, *, status: int | None = None, partial_text: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.partial_text = partial_text
+
+
+class ProviderNotConfigured(ProviderError):
+    code = "not-configured"
+
+
+class UnknownModel(ProviderError):
+    code = "unknown-model"
+
+
+class AuthenticationFailed(ProviderError):
+    code = "authentication"
+
+
+class RateLimited(ProviderError):
+    code = "rate-limited"
+
+
+class Overloaded(ProviderError):
+    code = "overloaded"
+
+
+class BadRequest(ProviderError):
+    code = "bad-request"
+
+
+class ProviderTimeout(ProviderError):
+    code = "timeout"
+
+
+class UpstreamUnavailable(ProviderError):
+    code = "upstream-unavailable"
+
+
+class StreamBroken(ProviderError):
+    code = "stream-broken"

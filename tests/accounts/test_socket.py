@@ -1,0 +1,130 @@
+"""The base consumer: first-frame authentication, timeout, re-authentication, dispatch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.accounts.clients import Socket
+from tests.tokens import mint_token, shared_private_key
+
+
+def key() -> Any:
+    return shared_private_key()
+
+
+async def test_no_token_in_time_is_an_error_and_4401(static_key, settings) -> None:
+    static_key()
+    settings.WS_AUTH_TIMEOUT_SECONDS = 0.2
+    socket = await Socket().open()
+    event = await socket.receive(timeout=2)
+    assert event == {
+        "event": "error",
+        "data": {"message": "Authentication timed out", "reason": "auth-timeout"},
+    }
+    assert await socket.close_code() == 4401
+
+
+async def test_events_before_authentication_are_refused_and_the_socket_stays_open(
+    static_key, settings
+) -> None:
+    static_key()
+    settings.WS_AUTH_TIMEOUT_SECONDS = 5
+    socket = await Socket().open()
+    await socket.send("echo", {"x": 1})
+    assert await socket.receive() == {
+        "event": "error",
+        "data": {"message": "Not authenticated: send authenticate first"},
+    }
+    await socket.send("authenticate", {"token": mint_token(key(), sub="user_late")})
+    assert await socket.receive() == {"event": "authenticated", "data": {"userId": "user_late"}}
+    await socket.send("echo", {"x": 1})
+    assert await socket.receive() == {
+        "event": "echo",
+        "data": {"data": {"x": 1}, "userId": "user_late"},
+    }
+    await socket.close()
+
+
+async def test_authenticated_socket_is_not_closed_by_the_timer(static_key, settings) -> None:
+    static_key()
+    settings.WS_AUTH_TIMEOUT_SECONDS = 0.1
+    socket = await Socket().open()
+    await socket.send("authenticate", {"token": mint_token(key(), sub="user_t")})
+    assert (await socket.receive())["event"] == "authenticated"
+    assert await socket.nothing(timeout=0.3)
+    await socket.close()
+
+
+async def test_authenticate_without_a_token_is_refused(static_key) -> None:
+    static_key()
+    socket = await Socket().open()
+    await socket.send("authenticate", {})
+    assert await socket.refusal() == ("token-missing", 4401)
+
+
+async def test_reauthenticate_same_user_and_other_user(static_key) -> None:
+    static_key()
+    socket = await Socket(token=mint_token(key(), sub="user_a")).open()
+    assert await socket.receive() == {"event": "authenticated", "data": {"userId": "user_a"}}
+    await socket.send("authenticate", {"token": mint_token(key(), sub="user_a")})
+    assert await socket.receive() == {"event": "authenticated", "data": {"userId": "user_a"}}
+    await socket.send("authenticate", {"token": mint_token(key(), sub="user_b")})
+    assert await socket.refusal() == ("token-user-mismatch", 4401)
+
+
+async def test_bad_refresh_token_closes(static_key) -> None:
+    static_key()
+    socket = await Socket(token=mint_token(key(), sub="user_a")).open()
+    await socket.receive()
+    await socket.send("authenticate", {"token": mint_token(key(), exp=0)})
+    assert await socket.refusal() == ("token-expired", 4401)
+
+
+async def test_frames_after_authentication(static_key) -> None:
+    static_key()
+    socket = await Socket(token=mint_token(key(), sub="user_f")).open()
+    await socket.receive()
+    cases = [
+        ("not json", "Frame is not valid JSON"),
+        ("[1, 2]", 'Frame must be a JSON object with a string "event"'),
+        ('{"data": {}}', 'Frame must be a JSON object with a string "event"'),
+        ('{"event": 5}', 'Frame must be a JSON object with a string "event"'),
+        ('{"event": "launchMissiles", "data": {}}', "Unknown event: launchMissiles"),
+        ('{"event": "__class__"}', "Unknown event: __class__"),
+        ('{"event": "a-b"}', "Unknown event: a-b"),
+    ]
+    for frame, message in cases:
+        await socket.send_raw(frame)
+        assert await socket.receive() == {"event": "error", "data": {"message": message}}
+    await socket.communicator.send_to(bytes_data=b"\x00")
+    assert (await socket.receive())["event"] == "error"
+    await socket.send("echo", [1, "two"])
+    assert await socket.receive() == {
+        "event": "echo",
+        "data": {"data": [1, "two"], "userId": "user_f"},
+    }
+    await socket.close()
+
+
+async def test_the_application_wraps_ws_with_the_middleware(static_key) -> None:
+    """``playground.asgi.application``'s ``/ws`` authenticates through ClerkAuthMiddleware."""
+    from channels.testing import WebsocketCommunicator
+
+    from playground.asgi import application
+
+    static_key()
+    good = [(b"authorization", f"Bearer {mint_token(key(), sub='user_app')}".encode())]
+    communicator = WebsocketCommunicator(application, "/ws", headers=good)
+    assert (await communicator.connect(timeout=5))[0]
+    assert await communicator.receive_json_from() == {
+        "event": "authenticated",
+        "data": {"userId": "user_app"},
+    }
+    await communicator.disconnect()
+
+    bad = [(b"cookie", f"__session={mint_token(key(), exp=0)}".encode())]
+    communicator = WebsocketCommunicator(application, "/ws", headers=bad)
+    assert (await communicator.connect(timeout=5))[0]
+    event = await communicator.receive_json_from()
+    assert event["event"] == "error" and event["data"]["reason"] == "token-expired"
+    assert (await communicator.receive_output())["code"] == 4401

@@ -1,0 +1,79 @@
+"""Fixtures for end-to-end comparison tests: fake upstream, tokens, socket helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from tests.fake_upstream.fixtures import fake_upstream, upstream_providers  # noqa: F401
+
+Event = dict[str, Any]
+
+
+class Client:
+    """A WebSocket client of the real ASGI application, speaking the JSON frame protocol."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.events: list[Event] = []
+
+    async def send(self, event: str, data: Any) -> None:
+        await self.communicator.send_to(text_data=json.dumps({"event": event, "data": data}))
+
+    async def send_raw(self, text: str) -> None:
+        await self.communicator.send_to(text_data=text)
+
+    async def receive(self, timeout: float = 10) -> Event:
+        event = json.loads(await self.communicator.receive_from(timeout=timeout))
+        self.events.append(event)
+        return event
+
+    async def until(self, predicate: Callable[[Event], bool], timeout: float = 15) -> list[Event]:
+        """Receive events until one matches ``predicate``; returns all received, in order."""
+        got: list[Event] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.receive(timeout=timeout)
+                got.append(event)
+                if predicate(event):
+                    return got
+
+    async def until_event(self, name: str, timeout: float = 15) -> list[Event]:
+        return await self.until(lambda e: e["event"] == name, timeout)
+
+    async def expect_nothing(self, timeout: float = 0.2) -> None:
+        assert await self.communicator.receive_nothing(timeout=timeout)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+@pytest.fixture
+async def connect(token_for: Callable[[str], str]) -> AsyncIterator[Callable[..., Any]]:
+    """``await connect(user_id)``: an authenticated socket to ``/ws`` (header token)."""
+    from playground.asgi import application
+
+    clients: list[Client] = []
+
+    async def _connect(user_id: str = "user_alice") -> Client:
+        communicator = WebsocketCommunicator(
+            application,
+            "/ws",
+            headers=[(b"authorization", f"Bearer {token_for(user_id)}".encode())],
+        )
+        connected, _ = await communicator.connect(timeout=10)
+        assert connected
+        client = Client(communicator)
+        first = await client.receive()
+        assert first == {"event": "authenticated", "data": {"userId": user_id}}
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        await client.close()

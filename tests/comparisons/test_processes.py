@@ -1,0 +1,293 @@
+"""Real server processes: two daphne instances sharing Redis, SIGKILL recovery, replay commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.servers import ROOT, ProcessAuth, Server, process_database, server_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+class Socket:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, event: str, data: Any) -> None:
+        await self.ws.send(json.dumps({"event": event, "data": data}))
+
+    async def receive(self, timeout: float = 15) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def until(self, name: str, timeout: float = 30) -> list[dict[str, Any]]:
+        got = []
+        async with asyncio.timeout(timeout):
+            while True:
+                got.append(await self.receive(timeout))
+                if got[-1]["event"] == name:
+                    return got
+
+
+async def open_socket(server: Server, auth: ProcessAuth, user: str) -> Socket:
+    ws = await websockets.connect(
+        server.ws_url,
+        additional_headers={"Authorization": f"Bearer {auth.token(user)}"},
+        compression=None,
+    )
+    socket = Socket(ws)
+    assert (await socket.receive())["event"] == "authenticated"
+    return socket
+
+
+def rest(server: Server, auth: ProcessAuth, user: str, path: str) -> Any:
+    request = urllib.request.Request(
+        server.url + path, headers={"Authorization": f"Bearer {auth.token(user)}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def auth() -> ProcessAuth:
+    return ProcessAuth()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    with process_database(tmp_path) as url:
+        yield url
+
+
+def demo_env(database: str, tmp_path: Path, auth: ProcessAuth, **extra: str) -> dict[str, str]:
+    return server_env(
+        database,
+        tmp_path,
+        **auth.env(),
+        DEMO_TOKENS_PER_SECOND="40",
+        DEMO_FIRST_TOKEN_DELAY="0.05",
+        **extra,
+    )
+
+
+def chunks_by_model(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if event["event"] == "modelChunk":
+            out.setdefault(event["data"]["model"], []).append(event["data"])
+    return out
+
+
+@pytest.mark.redis
+async def test_watch_and_limits_across_two_processes_sharing_redis(
+    database, tmp_path, auth, redis_url
+) -> None:
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+        PLAYGROUND_MAX_RUNNING_PER_USER="2",
+    )
+    first, second = Server(env).start(), Server(env).start()
+    try:
+        starter = await open_socket(first, auth, "user_two")
+        prompt = "Tell me about relays " * 5
+        await starter.send(
+            "startComparison",
+            {
+                "prompt": prompt,
+                "models": [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}],
+            },
+        )
+        created = await starter.receive()
+        sid = created["data"]["sessionId"]
+        before = await starter.until("modelChunk")
+
+        watcher = await open_socket(second, auth, "user_two")
+        await watcher.send("watchSession", {"sessionId": sid})
+        snapshot = await watcher.receive()
+        assert snapshot["event"] == "sessionSnapshot", snapshot
+        assert snapshot["data"]["status"] == "streaming"
+
+        # A second comparison fills the limit of 2; a third on the other process is refused.
+        await starter.send("startComparison", {"prompt": "again", "providers": ["demo"]})
+        other = await open_socket(second, auth, "user_two")
+        await asyncio.sleep(0.3)
+        await other.send("startComparison", {"prompt": "one more", "providers": ["demo"]})
+        refused = await other.until("error")
+        assert "limit 2" in refused[-1]["data"]["message"]
+
+        watched = await watcher.until("comparisonComplete", timeout=60)
+        assert watched[-1]["data"] == {"sessionId": sid, "status": "complete"}
+        started = before + await starter.until("comparisonComplete", timeout=60)
+        own = [e for e in started if e["data"].get("sessionId") == sid]
+        full = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(own).items()}
+        later = chunks_by_model(watched)
+        for model in snapshot["data"]["models"]:
+            key = model["key"]
+            indices = [c["index"] for c in later.get(key, [])]
+            assert indices == list(range(model["nextIndex"], model["nextIndex"] + len(indices)))
+            assert model["content"] + "".join(c["chunk"] for c in later.get(key, [])) == full[key]
+        saved = rest(second, auth, "user_two", f"/sessions/{sid}")
+        assert {k: v["content"] for k, v in saved["responses"].items()} == full
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_sigkill_mid_stream_is_recovered_as_interrupted(database, tmp_path, auth) -> None:
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        DEMO_TOKENS_PER_SECOND="15",
+        PLAYGROUND_FLUSH_INTERVAL="0.2",
+        PLAYGROUND_HEARTBEAT_STALE_SECONDS="2",
+    )
+    server = Server(env).start()
+    try:
+        socket = await open_socket(server, auth, "user_crash")
+        await socket.send(
+            "startComparison", {"prompt": "A long answer please " * 3, "providers": ["demo"]}
+        )
+        sid = (await socket.receive())["data"]["sessionId"]
+        received = ""
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            event = await socket.receive()
+            if event["event"] == "modelChunk":
+                received += event["data"]["chunk"]
+        server.kill()
+    finally:
+        server.stop()
+    assert received
+    restarted = Server(env, port=server.port).start()
+    try:
+        for _ in range(100):
+            saved = rest(restarted, auth, "user_crash", f"/sessions/{sid}")
+            if saved["status"] != "streaming":
+                break
+            await asyncio.sleep(0.1)
+        assert saved["status"] == "interrupted"
+        [response] = saved["responses"].values()
+        assert response["status"] == "interrupted"
+        # The text up to the last flush (at most one flush interval behind what was sent).
+        assert response["content"] and received.startswith(response["content"])
+        assert len(response["content"]) >= len(received) // 2
+    finally:
+        restarted.stop()
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_compare_with_the_demo_provider_and_replays(database, tmp_path, auth) -> None:
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        DEMO_TOKENS_PER_SECOND="400",
+        ANTHROPIC_API_KEY="",
+        GOOGLE_GEMINI_API_KEY="",
+    )
+    live = manage("compare", "What is a relay?", "--user", "user_cli", env=env)
+    assert live.returncode == 0, live.stderr
+    assert "using the offline demo provider" in live.stderr
+    assert "demo-echo" in live.stdout and "Status: complete" in live.stdout
+    as_json = manage("compare", "What is a relay?", "--models", "demo:demo-fast", "--json", env=env)
+    result = json.loads(as_json.stdout)
+    assert result["status"] == "complete" and result["userId"] == "user_cli"
+    content = result["responses"]["demo-fast"]["content"]
+    assert "demo" in content.lower() and "What is a relay?" in content
+
+    replayed = json.loads(manage("replay", result["id"], "--json", env=env).stdout)
+    assert replayed["replayOf"] == result["id"] and replayed["id"] != result["id"]
+    assert replayed["responses"]["demo-fast"]["content"] == content  # the demo is deterministic
+    other = manage("replay", result["id"], "--models", "demo:demo-echo", env=env)
+    assert other.returncode == 0 and "original" in other.stdout and "demo-echo" in other.stdout
+
+    recorded = manage("replay", result["id"], "--recorded", "--speed", "20", "--json", env=env)
+    events = json.loads(recorded.stdout)
+    assert "".join(e["data"]["chunk"] for e in events if e["event"] == "modelChunk") == content
+    assert events[-1] == {
+        "event": "comparisonComplete",
+        "data": {"sessionId": result["id"], "status": "complete"},
+    }
+
+    for args, message in (
+        (("replay", "nope"), "Comparison nope not found."),
+        (("compare", "hi", "--models", "demo:nope"), "nope"),
+        (("compare", "hi", "--models", "openai"), "Unknown provider 'openai'"),
+    ):
+        failed = manage(*args, env=env)
+        assert failed.returncode != 0 and message in failed.stderr
+        assert "Traceback" not in failed.stderr
+    missing_key = manage("compare", "hi", "--models", "anthropic", "--json", env=env)
+    assert missing_key.returncode != 0
+    assert "not configured" in missing_key.stdout
+
+
+@pytest.mark.redis
+async def test_recorded_replay_reaches_watchers_on_a_server(
+    database, tmp_path, auth, redis_url
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=prefix,
+        DEMO_TOKENS_PER_SECOND="400",
+    )
+    made = json.loads(
+        manage(
+            "compare", "Replay me", "--models", "demo", "--user", "user_rec", "--json", env=env
+        ).stdout
+    )
+    server = Server(env).start()
+    try:
+        watcher = await open_socket(server, auth, "user_rec")
+        await watcher.send("watchSession", {"sessionId": made["id"]})
+        assert (await watcher.receive())["data"]["status"] == "complete"
+        player = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "manage.py",
+            "replay",
+            made["id"],
+            "--recorded",
+            "--speed",
+            "10",
+            "--json",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        events = await watcher.until("comparisonComplete", timeout=60)
+        await player.wait()
+        text = "".join(e["data"]["chunk"] for e in events if e["event"] == "modelChunk")
+        assert text == made["responses"]["demo-echo"]["content"]
+    finally:
+        server.stop()

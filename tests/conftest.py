@@ -1,0 +1,91 @@
+"""Suite-wide fixtures: external services (PostgreSQL, Redis) and their markers.
+
+Tests that need a service carry ``@pytest.mark.redis`` or ``@pytest.mark.postgres``. When the
+service is not answering they skip with a one-line reason, except under ``REQUIRE_SERVICES=1``
+(CI), where a missing service fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+pytest_plugins = ["tests.auth_fixtures"]
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
+TEST_REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get(
+    "TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
+)
+
+
+def _tcp_reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def redis_available() -> bool:
+    parsed = urlparse(TEST_REDIS_URL)
+    return _tcp_reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+
+
+def _missing(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("redis") and not redis_available():
+        _missing(f"Redis is not reachable at {TEST_REDIS_URL}")
+    if item.get_closest_marker("postgres"):
+        engine = settings.DATABASES["default"]["ENGINE"]
+        if "postgresql" not in engine:
+            _missing("DATABASE_URL does not point at PostgreSQL")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis URL the suite uses (REDIS_URL, else TEST_REDIS_URL, else local default)."""
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_channel_layer(settings: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
+    """Switch the channel layer to channels-redis on the test Redis for one test."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {  # type: ignore[attr-defined]
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [redis_url],
+                "capacity": 10_000,
+                "expiry": 120,
+                "prefix": f"test-{os.getpid()}",
+            },
+        }
+    }
+    channel_layers.backends.clear()
+    yield redis_url
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def memory_channel_layer(settings: pytest.FixtureRequest) -> Iterator[None]:
+    """Switch the channel layer to the in-memory one for one test."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {  # type: ignore[attr-defined]
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    }
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()

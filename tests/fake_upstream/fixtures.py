@@ -1,0 +1,58 @@
+"""Pytest fixtures for the fake upstream; import them into a conftest::
+
+from tests.fake_upstream.fixtures import fake_upstream, upstream_providers  # noqa: F401
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from .server import FakeUpstream
+
+TEST_API_KEY = "test-key-not-secret"
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeUpstream]:
+    """A started :class:`FakeUpstream` on a random port of 127.0.0.1."""
+    async with FakeUpstream() as upstream:
+        yield upstream
+
+
+def upstream_provider_settings(url: str, **overrides: Any) -> dict[str, dict[str, Any]]:
+    """``AI_PROVIDERS`` pointing both vendors at ``url`` with a key, few retries, tiny delays."""
+    common = {"api_key": TEST_API_KEY, "base_url": url, "timeout": 5.0, "max_retries": 1}
+    config: dict[str, dict[str, Any]] = {
+        "anthropic": {
+            "BACKEND": "providers.backends.anthropic.AnthropicProvider",
+            "OPTIONS": {**common, "default_model": "claude-haiku-4-5-20251001"},
+        },
+        "google": {
+            "BACKEND": "providers.backends.google.GeminiProvider",
+            "OPTIONS": {
+                **common,
+                "default_model": "gemini-2.5-flash",
+                "retry_initial_delay": 0.001,
+                "retry_max_delay": 0.01,
+            },
+        },
+        "demo": {
+            "BACKEND": "providers.backends.demo.DemoProvider",
+            "OPTIONS": {"tokens_per_second": 2000.0, "first_token_delay": 0.0},
+        },
+    }
+    for alias, options in overrides.items():
+        config[alias]["OPTIONS"].update(options)
+    return config
+
+
+@pytest.fixture
+def upstream_providers(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
+    """Point ``settings.AI_PROVIDERS`` (anthropic, google, demo) at the fake upstream."""
+    settings.AI_PROVIDERS = upstream_provider_settings(fake_upstream.url)
+    settings.PROVIDER_FIRST_TOKEN_TIMEOUT = 5.0
+    settings.PROVIDER_IDLE_TIMEOUT = 5.0
+    return fake_upstream

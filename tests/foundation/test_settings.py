@@ -1,0 +1,133 @@
+"""Settings come from the environment: parsed in a fresh interpreter for each case."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "k3J9-vQ2_mZ8pL5xW1nR7tY4bH6cF0dS9aE2gU8iO3-Lr5Tq7Wz1Xc4Vb8Nm2",
+    "ALLOWED_HOSTS": "playground.example.com",
+    "CLERK_PUBLISHABLE_KEY": "pk_live_Y2xlcmsucGxheWdyb3VuZC5leGFtcGxlLmNvbSQ",
+    "CLERK_SECRET_KEY": "sk_live_not_a_real_key",
+}
+
+
+def _run(code: str, env: dict[str, str], *, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CLERK_"))}
+    for name in ("DATABASE_URL", "REDIS_URL", "CORS_ORIGIN", "ALLOWED_HOSTS", "PORT", "HOST"):
+        clean.pop(name, None)
+    clean.update({"DJANGO_SETTINGS_MODULE": "playground.settings", "DATA_DIR": str(tmp_path)})
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _settings(env: dict[str, str], tmp_path: Path) -> dict:
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps({'db': s.DATABASES['default'], 'layer': s.CHANNEL_LAYERS['default'],"
+        "'cors': s.CORS_ALLOWED_ORIGINS, 'port': s.PORT, 'host': s.HOST, 'debug': s.DEBUG},"
+        " default=str))"
+    )
+    result = _run(code, env, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_embedded_defaults(tmp_path: Path) -> None:
+    parsed = _settings({}, tmp_path)
+    assert parsed["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert parsed["db"]["NAME"] == str(tmp_path / "playground.sqlite3")
+    assert parsed["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert parsed["cors"] == ["http://localhost:3000"]
+    assert (parsed["host"], parsed["port"]) == ("127.0.0.1", 3001)
+
+
+def test_database_url_postgres(tmp_path: Path) -> None:
+    parsed = _settings(
+        {"DATABASE_URL": "postgres://pg:s3cret@db.internal:5433/playground"}, tmp_path
+    )
+    db = parsed["db"]
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["HOST"], db["PORT"], db["NAME"], db["USER"], db["PASSWORD"]) == (
+        "db.internal",
+        5433,
+        "playground",
+        "pg",
+        "s3cret",
+    )
+
+
+def test_redis_url_selects_channels_redis(tmp_path: Path) -> None:
+    parsed = _settings({"REDIS_URL": "redis://:pw@cache.internal:6380/2"}, tmp_path)
+    layer = parsed["layer"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"]["hosts"] == ["redis://:pw@cache.internal:6380/2"]
+    assert layer["CONFIG"]["capacity"] >= 1000  # the default 100 drops messages under load
+
+
+def test_cors_port_and_host(tmp_path: Path) -> None:
+    parsed = _settings(
+        {"CORS_ORIGIN": "https://a.example,https://b.example", "PORT": "8080", "HOST": "0.0.0.0"},
+        tmp_path,
+    )
+    assert parsed["cors"] == ["https://a.example", "https://b.example"]
+    assert (parsed["host"], parsed["port"]) == ("0.0.0.0", 8080)
+
+
+def test_production_without_secret_key_is_a_clear_error(tmp_path: Path) -> None:
+    env = dict(PROD_ENV)
+    del env["DJANGO_SECRET_KEY"]
+    result = _run("import django; django.setup()", env, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
+    result = _run(
+        "import sys; from django.core.management import execute_from_command_line;"
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        PROD_ENV,
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("debug", ["1", "0"])
+def test_check_runs_clean(debug: str, tmp_path: Path) -> None:
+    env = dict(PROD_ENV, DJANGO_DEBUG=debug)
+    result = _run(
+        "from django.core.management import execute_from_command_line;"
+        "execute_from_command_line(['manage.py', 'check'])",
+        env,
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_env_example_as_dot_env_gives_the_embedded_defaults(tmp_path: Path) -> None:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name] = value
+    assert "PORT" in pairs and "DATABASE_URL" in pairs
+    parsed = _settings(pairs, tmp_path)
+    assert parsed["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert parsed["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert (parsed["host"], parsed["port"], parsed["debug"]) == ("127.0.0.1", 3001, True)

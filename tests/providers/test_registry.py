@@ -1,0 +1,118 @@
+"""The provider registry (settings.AI_PROVIDERS) and the model / configuration checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from providers.base import BaseProvider
+from providers.registry import InvalidProviderAlias, ProviderHandler, providers
+from providers.types import ModelInfo, ProviderNotConfigured, StreamRequest, UnknownModel, Usage
+from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream.fixtures import upstream_provider_settings
+
+from .helpers import collect
+
+
+def test_default_settings_load_every_backend() -> None:
+    assert providers.aliases()[:3] == ["anthropic", "google", "demo"]
+    names = {p.alias: p.display_name for p in providers.all()}
+    assert names == {"anthropic": "Anthropic", "google": "Google Gemini", "demo": "Demo"}
+    assert "demo" in providers and "nope" not in providers
+    for provider in providers.all():
+        assert provider.default_model in provider.models()
+
+
+def test_unknown_alias() -> None:
+    with pytest.raises(InvalidProviderAlias, match="Unknown provider 'nope'") as info:
+        providers["nope"]
+    assert isinstance(info.value, ImproperlyConfigured)
+
+
+def test_bad_backend_path(settings: object) -> None:
+    settings.AI_PROVIDERS = {  # type: ignore[attr-defined]
+        "broken": {"BACKEND": "providers.backends.nowhere.Provider", "OPTIONS": {}},
+        "wrong": {"BACKEND": "providers.types.Usage"},
+    }
+    with pytest.raises(InvalidProviderAlias, match=r"'broken'.*providers.backends.nowhere"):
+        providers["broken"]
+    with pytest.raises(InvalidProviderAlias, match=r"'wrong'.*not a BaseProvider"):
+        providers["wrong"]
+
+
+def test_instances_are_cached_and_reset_on_settings_change(settings: object) -> None:
+    first = providers["demo"]
+    assert providers["demo"] is first
+    settings.PROVIDER_IDLE_TIMEOUT = 7.0  # type: ignore[attr-defined]
+    second = providers["demo"]
+    assert second is not first and second.idle_timeout == 7.0
+    with override_settings(AI_PROVIDERS={"x": {"BACKEND": "providers.backends.demo.DemoProvider"}}):
+        assert providers.aliases() == ["x"]
+        assert providers["x"].alias == "x"
+    assert providers["demo"] is not second
+
+
+def test_separate_handler_reads_another_setting(settings: object) -> None:
+    settings.OTHER_PROVIDERS = {"d": {"BACKEND": "providers.backends.demo.DemoProvider"}}  # type: ignore[attr-defined]
+    handler = ProviderHandler("OTHER_PROVIDERS")
+    assert isinstance(handler["d"], BaseProvider)
+
+
+async def test_missing_key_fails_that_model_only(
+    settings: object, fake_upstream: FakeUpstream
+) -> None:
+    config = upstream_provider_settings(fake_upstream.url, anthropic={"api_key": ""})
+    settings.AI_PROVIDERS = config  # type: ignore[attr-defined]
+    anthropic = providers["anthropic"]
+    assert not anthropic.is_configured and providers["google"].is_configured
+    with pytest.raises(ProviderNotConfigured) as info:
+        anthropic.check_available("claude-haiku-4-5-20251001")
+    assert str(info.value) == "Anthropic is not configured: set ANTHROPIC_API_KEY"
+    out = await collect(anthropic, StreamRequest("claude-haiku-4-5-20251001", "hi"))
+    assert isinstance(out.error, ProviderNotConfigured)
+    ok = await collect(providers["google"], StreamRequest("gemini-2.5-flash", "hi"))
+    assert ok.error is None and ok.text == "Hello, world!"
+    assert [r.vendor for r in fake_upstream.requests] == ["google"]
+
+
+async def test_unknown_model_before_any_call(upstream_providers: FakeUpstream) -> None:
+    for alias in ("anthropic", "google", "demo"):
+        provider = providers[alias]
+        with pytest.raises(UnknownModel, match=f"{provider.display_name} has no model 'gpt-x'"):
+            provider.model_info("gpt-x")
+        out = await collect(provider, StreamRequest("gpt-x", "hi"))
+        assert isinstance(out.error, UnknownModel)
+        assert "known: " in str(out.error)
+    assert upstream_providers.requests == []
+
+
+def test_prices_from_options_and_file(settings: object, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(
+        json.dumps(
+            {
+                "anthropic": {
+                    "claude-sonnet-4-5-20250929": {"input": 1.0},
+                    "claude-new": {"input": 2.0, "output": 4.0, "label": "New"},
+                }
+            }
+        )
+    )
+    config = upstream_provider_settings(
+        "http://127.0.0.1:9", anthropic={"models": {"claude-new": {"output": 8.0}}}
+    )
+    settings.AI_PROVIDERS = config  # type: ignore[attr-defined]
+    settings.AI_MODEL_PRICES_FILE = str(prices)  # type: ignore[attr-defined]
+    provider = providers["anthropic"]
+    models = provider.models()
+    assert models["claude-sonnet-4-5-20250929"] == ModelInfo(
+        "claude-sonnet-4-5-20250929", 1.0, 15.0, "Claude Sonnet 4.5"
+    )
+    assert models["claude-new"] == ModelInfo("claude-new", 2.0, 8.0, "New")
+    usage = Usage(input_tokens=1_000_000, output_tokens=500_000)
+    assert provider.estimate_cost(usage, "claude-new") == pytest.approx(2.0 + 4.0)
+    assert provider.estimate_cost(usage, "unpriced") == 0.0

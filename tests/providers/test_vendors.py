@@ -1,0 +1,221 @@
+"""Both vendor backends against the fake upstream, through the real SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+
+import pytest
+
+from providers.registry import providers
+from providers.types import (
+    AuthenticationFailed,
+    BadRequest,
+    Overloaded,
+    ProviderTimeout,
+    RateLimited,
+    StreamBroken,
+    StreamRequest,
+    TextDelta,
+    UpstreamUnavailable,
+)
+from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream.fixtures import TEST_API_KEY, upstream_provider_settings
+
+from .helpers import collect
+
+VENDORS = {
+    "anthropic": ("claude-haiku-4-5-20251001", "Anthropic"),
+    "google": ("gemini-2.5-flash", "Google Gemini"),
+}
+
+pytestmark = [pytest.mark.parametrize("alias", list(VENDORS))]
+
+
+def _request(alias: str, prompt: str, **kwargs: object) -> StreamRequest:
+    return StreamRequest(model=VENDORS[alias][0], prompt=prompt, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_normal_stream(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script(
+        "ok", deltas=["Hel", "lo ", "there"], input_tokens=1000, output_tokens=2000
+    )
+    provider = providers[alias]
+    out = await collect(provider, _request(alias, f"Say hi {marker}", system="Be brief"))
+    assert out.error is None
+    assert out.deltas == ["Hel", "lo ", "there"]
+    assert out.end is not None and out.events_after_end == 0
+    assert out.end.usage.input_tokens == 1000
+    assert out.end.usage.output_tokens == 2000
+    assert out.end.finish_reason == "stop"
+    # claude-haiku-4-5: $1 / $5 per million; gemini-2.5-flash: $0.30 / $2.50.
+    expected = {"anthropic": 0.001 + 0.01, "google": 0.0003 + 0.005}[alias]
+    assert provider.estimate_cost(out.end.usage, VENDORS[alias][0]) == pytest.approx(expected)
+    [recorded] = upstream_providers.requests_for("ok")
+    assert recorded.vendor == alias
+    assert recorded.api_key == "***"  # a key was sent (the recorder redacts it)
+
+
+async def test_cached_and_reasoning_usage(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script(
+        "usage", deltas=["x"], input_tokens=50, cached_tokens=30, reasoning_tokens=7
+    )
+    out = await collect(providers[alias], _request(alias, marker))
+    assert out.end is not None
+    usage = out.end.usage
+    assert usage.cached_input_tokens == 30
+    if alias == "anthropic":  # input_tokens there excludes cache reads; we report the total
+        assert usage.input_tokens == 80
+    else:
+        assert usage.input_tokens == 50
+        assert usage.reasoning_tokens == 7
+        assert usage.output_tokens == 1 + 7
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "attempts"),
+    [
+        (400, BadRequest, 1),
+        (401, AuthenticationFailed, 1),
+        (404, BadRequest, 1),
+        (429, RateLimited, 2),
+        (500, UpstreamUnavailable, 2),
+        (503, UpstreamUnavailable, 2),
+    ],
+)
+async def test_http_errors(
+    alias: str, status: int, error_type: type, attempts: int, upstream_providers: FakeUpstream
+) -> None:
+    marker = upstream_providers.script("err", status=status, retry_after="0.001")
+    out = await collect(providers[alias], _request(alias, marker))
+    assert type(out.error) is error_type, out.error
+    assert out.error is not None and out.error.status == status
+    message = str(out.error)
+    assert message.startswith(VENDORS[alias][1]) or VENDORS[alias][1] in message
+    assert TEST_API_KEY not in message and "Traceback" not in message
+    assert str(status) in message
+    # Retryable statuses are retried (max_retries=1) before any text; others are not.
+    assert len(upstream_providers.requests_for("err")) == attempts
+
+
+async def test_401_message(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script("auth", status=401)
+    out = await collect(providers[alias], _request(alias, marker))
+    assert str(out.error) == f"{VENDORS[alias][1]} rejected the API key (401)"
+
+
+async def test_overloaded(alias: str, upstream_providers: FakeUpstream) -> None:
+    status = 529 if alias == "anthropic" else 503
+    marker = upstream_providers.script(
+        "busy", status=status, retry_after="0.001", error_message="The model is overloaded."
+    )
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, Overloaded), out.error
+    assert "overloaded" in str(out.error)
+
+
+async def test_rate_limited_then_ok(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script(
+        "retry", status=429, fail_times=1, retry_after="0.01", deltas=["after ", "retry"]
+    )
+    out = await collect(providers[alias], _request(alias, marker))
+    assert out.error is None
+    assert out.text == "after retry"
+    statuses = [r.status for r in upstream_providers.requests_for("retry")]
+    assert statuses == [429, 200]
+
+
+async def test_mid_stream_error_keeps_partial_text(
+    alias: str, upstream_providers: FakeUpstream
+) -> None:
+    marker = upstream_providers.script(
+        "mid", deltas=["one ", "two ", "three"], error_after=2, stream_error="api_error"
+    )
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, StreamBroken | UpstreamUnavailable), out.error
+    assert out.error is not None and out.error.partial_text == "one two "
+    assert out.deltas == ["one ", "two "]
+    assert len(upstream_providers.requests_for("mid")) == 1  # no retry after text
+
+
+async def test_mid_stream_overloaded(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script("midbusy", deltas=["a", "b"], error_after=1)
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, Overloaded), out.error
+    assert out.error.partial_text == "a"
+
+
+async def test_disconnect_mid_stream(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script("drop", deltas=["a", "b", "c"], disconnect_after=2)
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, StreamBroken), out.error
+    assert out.error.partial_text == "ab"
+
+
+async def test_malformed_event(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script("bad", deltas=["a", "b"], malformed_after=1)
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, StreamBroken), out.error
+    assert out.error.partial_text == "a"
+
+
+async def test_stall_hits_idle_deadline(
+    alias: str, upstream_providers: FakeUpstream, settings: object
+) -> None:
+    settings.PROVIDER_IDLE_TIMEOUT = 0.2  # type: ignore[attr-defined]
+    marker = upstream_providers.script("stall", deltas=["a", "b", "c"], stall_after=2)
+    started = time.monotonic()
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, ProviderTimeout), out.error
+    assert out.error.partial_text == "ab"
+    assert "stopped sending for 0.2 s" in str(out.error)
+    assert time.monotonic() - started < 2
+    await upstream_providers.wait_closed("stall")
+
+
+async def test_first_token_deadline(
+    alias: str, upstream_providers: FakeUpstream, settings: object
+) -> None:
+    config = upstream_provider_settings(
+        upstream_providers.url, **{alias: {"first_token_timeout": 0.2}}
+    )
+    settings.AI_PROVIDERS = config  # type: ignore[attr-defined]
+    marker = upstream_providers.script("slow", deltas=["a"], stall_after=0)
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, ProviderTimeout), out.error
+    assert "did not start answering within 0.2 s" in str(out.error)
+    await upstream_providers.wait_closed("slow")
+
+
+async def test_connection_refused(alias: str, settings: object) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = upstream_provider_settings(f"http://127.0.0.1:{port}", **{alias: {"max_retries": 0}})
+    settings.AI_PROVIDERS = config  # type: ignore[attr-defined]
+    out = await collect(providers[alias], _request(alias, "hello"))
+    assert isinstance(out.error, UpstreamUnavailable), out.error
+    assert "reach" in str(out.error)
+
+
+async def test_cancel_closes_upstream(alias: str, upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script("cancel", deltas=[f"w{i} " for i in range(500)], delay=0.01)
+    got_text = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in providers[alias].stream(_request(alias, marker)):
+            if isinstance(event, TextDelta):
+                got_text.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(got_text.wait(), 5)
+    cancelled_at = time.monotonic()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    recorded = await upstream_providers.wait_closed("cancel", within=1.0)
+    assert time.monotonic() - cancelled_at < 0.5
+    assert not recorded.completed
+    assert len(recorded.delta_times) < 500

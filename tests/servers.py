@@ -1,0 +1,175 @@
+"""Real server processes for end-to-end tests: `manage.py serve` (daphne) on a free port.
+
+Each test gets its own database: a fresh PostgreSQL database on the server the suite uses when
+DATABASE_URL points at PostgreSQL (CI), otherwise a SQLite file in the test's tmp directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process_database(tmp_path: Path) -> Iterator[str]:
+    """A DATABASE_URL for server processes, migrated, dropped afterwards (PostgreSQL)."""
+    db = settings.DATABASES["default"]
+    if "postgresql" in db["ENGINE"]:
+        import psycopg
+
+        name = f"playground_proc_{uuid.uuid4().hex[:12]}"
+        admin = dict(
+            host=db["HOST"] or "127.0.0.1",
+            port=db["PORT"] or 5432,
+            user=db["USER"],
+            password=db["PASSWORD"] or None,
+            dbname="postgres",
+            autocommit=True,
+        )
+        with psycopg.connect(**admin) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        url = f"postgres://{auth}@{admin['host']}:{admin['port']}/{name}"
+        try:
+            migrate(url, tmp_path)
+            yield url
+        finally:
+            with psycopg.connect(**admin) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        url = f"sqlite:///{tmp_path / 'server.sqlite3'}"
+        migrate(url, tmp_path)
+        yield url
+
+
+def server_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "playground.settings",
+            "DATABASE_URL": database_url,
+            "DATA_DIR": str(tmp_path / "data"),
+            "DJANGO_DEBUG": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    env.pop("REDIS_URL", None)
+    env.update(extra)
+    return env
+
+
+def migrate(database_url: str, tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=server_env(database_url, tmp_path),
+        check=True,
+        timeout=120,
+    )
+
+
+class Server:
+    """A `manage.py serve` process."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = dict(env, PORT=str(self.port), HOST="127.0.0.1")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not answer in time")
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any chance to clean up."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class ProcessAuth:
+    """An RSA key for server processes (CLERK_JWT_KEY) and real RS256 tokens signed by it."""
+
+    issuer = "https://clerk.process-tests.invalid"
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = (
+            self._key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def env(self) -> dict[str, str]:
+        return {"CLERK_JWT_KEY": self.public_pem, "CLERK_ISSUER": self.issuer}
+
+    def token(self, user_id: str, ttl: int = 600) -> str:
+        import jwt
+
+        now = int(time.time())
+        claims = {
+            "sub": user_id,
+            "sid": f"sess_{user_id}",
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "iss": self.issuer,
+        }
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"typ": "JWT"})
