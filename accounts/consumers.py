@@ -70,6 +70,13 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     _auth_timer: asyncio.Task[None] | None = None
     _closing: bool = False
 
+    @property
+    def owner(self) -> str:
+        """The signed-in user id; only valid inside event handlers (which run authenticated)."""
+        if self.user_id is None:
+            raise RuntimeError("owner read before authentication")
+        return self.user_id
+
     # --- connection lifecycle ------------------------------------------------------------------
     async def connect(self) -> None:
         """Accept, then authenticate from the handshake or start the authentication timer."""

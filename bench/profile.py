@@ -7,7 +7,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
 _IDLE = ("thread.py:81)", "_sweep_forever", "select (selectors.py", "Connection.wait (psycopg")
 
 
@@ -22,9 +21,7 @@ def summary(path: Path, top: int = 40) -> str:
         n = int(count)
         frames = stack.split(";")
         # Keep the serving work: no start-up imports, no idle waits.
-        if any("_find_and_load" in f for f in frames) or any(
-            idle in frames[-1] for idle in _IDLE
-        ):
+        if any("_find_and_load" in f for f in frames) or any(idle in frames[-1] for idle in _IDLE):
             continue
         total += n
         own[frames[-1]] += n
@@ -32,7 +29,10 @@ def summary(path: Path, top: int = 40) -> str:
             inclusive[frame] += n
     if not total:
         return f"{path.name}: no samples"
-    lines = [f"== {path.name}: {total} samples", "-- own time (start-up imports and idle waits excluded)"]
+    lines = [
+        f"== {path.name}: {total} samples",
+        "-- own time (start-up imports and idle waits excluded)",
+    ]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["-- inclusive"]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]

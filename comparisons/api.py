@@ -6,13 +6,13 @@ import base64
 import binascii
 from datetime import datetime
 
-from accounts.http import user_id
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
+from accounts.http import user_id
 from comparisons import selectors
 from comparisons.models import Comparison
 from comparisons.schemas import NotFoundOut, SessionOut

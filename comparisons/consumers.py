@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from accounts.consumers import AuthenticatedJsonConsumer
 from channels.db import database_sync_to_async
 
+from accounts.consumers import AuthenticatedJsonConsumer
 from comparisons import selectors, services
 from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
 from comparisons.groups import run_group, watch_group
@@ -89,7 +89,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             assert isinstance(frame, StartComparison)
             slots = services.comparison_plan(choices=frame.choices())
             run = await comparison_launch(
-                user_id=self.user_id,
+                user_id=self.owner,
                 prompt=frame.prompt,
                 system=frame.system or "",
                 slots=slots,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from channels.db import database_sync_to_async
-from providers.registry import providers
 
 from comparisons import services
 from comparisons.runner import ComparisonRun, SlotRun
+from providers.registry import providers
 from providers.types import StreamRequest
 
 

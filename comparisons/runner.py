@@ -22,11 +22,11 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
-from providers.base import BaseProvider
 
 from comparisons import services
 from comparisons.groups import run_group
 from comparisons.models import ComparisonStatus, ResponseStatus
+from providers.base import BaseProvider
 from providers.types import ProviderError, StreamEnd, StreamRequest
 
 logger = logging.getLogger(__name__)

@@ -237,7 +237,6 @@ def comparison_plan(*, choices: Sequence[Any]) -> list[SlotSpec]:
     A provider without a key is *not* refused: that model alone fails with "not configured".
     """
     from providers.registry import providers
-
     from providers.types import UnknownModel
 
     slots = []

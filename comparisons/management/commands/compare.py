@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 prompt=options["prompt"],
                 system=options["system"],
                 slots=slots,
-                out=None if options["json"] else self.stdout._out,  # type: ignore[attr-defined]
+                out=None if options["json"] else cast(TextIO, self.stdout._out),
             )
         )
         if options["json"]:

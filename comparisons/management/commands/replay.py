@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TextIO, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -62,7 +62,7 @@ class Command(BaseCommand):
                 prompt=original.prompt,
                 system=original.system,
                 slots=slots,
-                out=None if options["json"] else self.stdout._out,  # type: ignore[attr-defined]
+                out=None if options["json"] else cast(TextIO, self.stdout._out),
                 replay_of_id=original.id,
                 original=before,
             )
@@ -75,7 +75,7 @@ class Command(BaseCommand):
             raise CommandError("--speed must be positive.")
         layer = get_channel_layer()
         group = watch_group(original.id)
-        out = self.stdout._out  # type: ignore[attr-defined]
+        out = cast(TextIO, self.stdout._out)
         events: list[dict[str, Any]] = []
 
         async def publish(text: str) -> None:
