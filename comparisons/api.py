@@ -8,7 +8,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
@@ -65,11 +65,11 @@ async def list_sessions(
     by_alias=True,
     summary="One of my comparisons",
 )
-async def get_session(request: HttpRequest, session_id: str) -> Comparison | tuple[int, dict]:
+async def get_session(request: HttpRequest, session_id: str) -> Comparison | Status:
     """One comparison; 404 when it does not exist or belongs to someone else."""
     comparison = await sync_to_async(selectors.comparison_get)(
         user_id=user_id(request), comparison_id=session_id
     )
     if comparison is None:
-        return 404, {"statusCode": 404, "message": f"Session {session_id} not found"}
+        return Status(404, {"statusCode": 404, "message": f"Session {session_id} not found"})
     return comparison

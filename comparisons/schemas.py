@@ -23,9 +23,9 @@ class MetricsOut(Schema):
 class ModelSlotOut(Schema):
     key: str
     provider: str
-    modelName: str = Field(..., alias="model_name")
+    modelName: str = Field(..., validation_alias="model_name")
     temperature: float | None = None
-    maxTokens: int | None = Field(None, alias="max_tokens")
+    maxTokens: int | None = Field(None, validation_alias="max_tokens")
 
 
 class ResponseOut(Schema):
@@ -53,7 +53,9 @@ def _response_out(row: ModelResponse) -> dict[str, Any]:
 class SessionOut(Schema):
     """A saved comparison, as the seed's ``GET /sessions`` returned it (plus new fields)."""
 
-    mongo_id: str = Field(..., alias="_id")
+    # The seed's clients read MongoDB's ``_id``; Django's attribute lookup refuses leading
+    # underscores, so the value is read from ``id`` and only *written* as ``_id``.
+    mongo_id: str = Field(..., validation_alias="id", serialization_alias="_id")
     id: str
     prompt: str
     system: str | None
@@ -64,10 +66,6 @@ class SessionOut(Schema):
     replayOf: str | None
     createdAt: datetime
     updatedAt: datetime
-
-    @staticmethod
-    def resolve_mongo_id(obj: Comparison) -> str:
-        return obj.id
 
     @staticmethod
     def resolve_system(obj: Comparison) -> str | None:

@@ -108,3 +108,10 @@ def static_key(settings: Any) -> Callable[..., None]:
         configure_static_key(settings, public_pem(shared_private_key()), **options)
 
     return _configure
+
+
+@pytest.fixture(autouse=True)
+def _channels_may_touch_the_database(db: None) -> None:
+    """Channels closes stale database connections around every consumer event
+    (``aclose_old_connections``); once an earlier test opened a connection in the shared sync
+    thread, that check needs database access even though these consumers run no query."""

@@ -77,3 +77,7 @@ async def connect(token_for: Callable[[str], str]) -> AsyncIterator[Callable[...
     yield _connect
     for client in clients:
         await client.close()
+    # Runs outlive their sockets by design; stop them before the test database goes away.
+    from comparisons.runner import runs
+
+    await runs.cancel_all()
