@@ -58,25 +58,29 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _metrics_line(label: str, status: str, m: dict[str, Any]) -> str:
+    return (
+        f"{label:<36} {status:<10} {_fmt(m.get('timeToFirstTokenInMilliseconds'), '9.0f')} "
+        f"{_fmt(m.get('durationInMilliseconds'), '9.0f')} {_fmt(m.get('inputTokens'), '6d')} "
+        f"{_fmt(m.get('outputTokens'), '6d')} {_fmt(m.get('tokensPerSecond'), '7.1f')} "
+        f"{_fmt(m.get('estimatedCost'), '10.6f')}"
+    )
+
+
 def summary_table(rows: list[dict[str, Any]], original: dict[str, dict[str, Any]] | None) -> str:
-    """A side-by-side table of metrics (and the original's, for replays)."""
+    """A side-by-side table of metrics; for replays each model's original run sits under it,
+    and original models the replay did not run follow as ``original <key>`` rows."""
     header = f"{'model':<36} {'status':<10} {'ttft ms':>9} {'dur ms':>9} {'in':>6} {'out':>6} {'tok/s':>7} {'cost $':>10}"
     lines = [header, "-" * len(header)]
+    original = original or {}
     for row in rows:
-        m = row.get("metrics") or {}
-        lines.append(
-            f"{row['key']:<36} {row['status']:<10} {_fmt(m.get('timeToFirstTokenInMilliseconds'), '9.0f')} "
-            f"{_fmt(m.get('durationInMilliseconds'), '9.0f')} {_fmt(m.get('inputTokens'), '6d')} "
-            f"{_fmt(m.get('outputTokens'), '6d')} {_fmt(m.get('tokensPerSecond'), '7.1f')} "
-            f"{_fmt(m.get('estimatedCost'), '10.6f')}"
-        )
-        before = (original or {}).get(row["key"])
+        lines.append(_metrics_line(row["key"], row["status"], row.get("metrics") or {}))
+        before = original.get(row["key"])
         if before is not None:
-            o = before.get("metrics") or {}
-            lines.append(
-                f"{'  original':<36} {before['status']:<10} {_fmt(o.get('timeToFirstTokenInMilliseconds'), '9.0f')} "
-                f"{_fmt(o.get('durationInMilliseconds'), '9.0f')} {_fmt(o.get('inputTokens'), '6d')} "
-                f"{_fmt(o.get('outputTokens'), '6d')} {_fmt(o.get('tokensPerSecond'), '7.1f')} "
-                f"{_fmt(o.get('estimatedCost'), '10.6f')}"
-            )
+            lines.append(_metrics_line("  original", before["status"], before.get("metrics") or {}))
+    replayed = {row["key"] for row in rows}
+    for key, before in original.items():
+        if key not in replayed:
+            label = f"original {key}"
+            lines.append(_metrics_line(label, before["status"], before.get("metrics") or {}))
     return "\n".join(lines)

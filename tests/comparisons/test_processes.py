@@ -31,12 +31,16 @@ class Socket:
     async def receive(self, timeout: float = 15) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
 
-    async def until(self, name: str, timeout: float = 30) -> list[dict[str, Any]]:
+    async def until(
+        self, name: str, timeout: float = 30, session: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Events up to the first ``name`` (of comparison ``session``, when given)."""
         got = []
         async with asyncio.timeout(timeout):
             while True:
                 got.append(await self.receive(timeout))
-                if got[-1]["event"] == name:
+                last = got[-1]
+                if last["event"] == name and session in (None, last["data"].get("sessionId")):
                     return got
 
 
@@ -71,14 +75,8 @@ def database(tmp_path: Path) -> Iterator[str]:
 
 
 def demo_env(database: str, tmp_path: Path, auth: ProcessAuth, **extra: str) -> dict[str, str]:
-    return server_env(
-        database,
-        tmp_path,
-        **auth.env(),
-        DEMO_TOKENS_PER_SECOND="40",
-        DEMO_FIRST_TOKEN_DELAY="0.05",
-        **extra,
-    )
+    settings = {"DEMO_TOKENS_PER_SECOND": "40", "DEMO_FIRST_TOKEN_DELAY": "0.05", **extra}
+    return server_env(database, tmp_path, **auth.env(), **settings)
 
 
 def chunks_by_model(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -132,7 +130,8 @@ async def test_watch_and_limits_across_two_processes_sharing_redis(
 
         watched = await watcher.until("comparisonComplete", timeout=60)
         assert watched[-1]["data"] == {"sessionId": sid, "status": "complete"}
-        started = before + await starter.until("comparisonComplete", timeout=60)
+        # The starter also runs the second comparison; wait for *this* one's end.
+        started = before + await starter.until("comparisonComplete", timeout=60, session=sid)
         own = [e for e in started if e["data"].get("sessionId") == sid]
         full = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(own).items()}
         later = chunks_by_model(watched)
