@@ -391,13 +391,12 @@ class RunRegistry:
     def __len__(self) -> int:
         return len(self._runs)
 
-    async def cancel_all(self, *, timeout: float = 10.0) -> None:
+    async def cancel_all(self) -> None:
         """Cancel every run of this process and wait until each has saved its state."""
         pending = list(self._runs.values())
         for run in pending:
             run.cancel()
-        if pending:
-            await asyncio.wait_for(asyncio.gather(*(run.done.wait() for run in pending)), timeout)
+        await asyncio.gather(*(run.done.wait() for run in pending))
 
     def add(self, run: ComparisonRun) -> asyncio.Task[None]:
         self._runs[run.comparison_id] = run

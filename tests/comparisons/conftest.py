@@ -80,4 +80,5 @@ async def connect(token_for: Callable[[str], str]) -> AsyncIterator[Callable[...
     # Runs outlive their sockets by design; stop them before the test database goes away.
     from comparisons.runner import runs
 
-    await runs.cancel_all()
+    async with asyncio.timeout(10):
+        await runs.cancel_all()
