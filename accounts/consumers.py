@@ -35,6 +35,8 @@ from accounts.verification import token_verify
 
 logger = logging.getLogger(__name__)
 
+#: Close code for a frame over ``WS_MAX_FRAME_BYTES``.
+CLOSE_MESSAGE_TOO_BIG = 1009
 #: Close code for authentication failures.
 CLOSE_UNAUTHORIZED = 4401
 NOT_AUTHENTICATED = "Not authenticated: send authenticate first"
@@ -142,6 +144,13 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self.send_error("Frames must be JSON text, not binary")
             return
+        limit = settings.WS_MAX_FRAME_BYTES
+        if len(text_data) * 4 > limit and len(text_data.encode()) > limit:
+            # `manage.py serve` (daphne) enforces this before the frame arrives; this guard
+            # covers other ASGI servers and the test communicator.
+            self._closing = True
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            return
         try:
             frame = json.loads(text_data)
         except ValueError:
@@ -204,4 +213,10 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         """Hook: runs after each successful authentication (``first``: not a refresh)."""
 
 
-__all__ = ["AUTH_TIMED_OUT", "CLOSE_UNAUTHORIZED", "NOT_AUTHENTICATED", "AuthenticatedJsonConsumer"]
+__all__ = [
+    "AUTH_TIMED_OUT",
+    "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_UNAUTHORIZED",
+    "NOT_AUTHENTICATED",
+    "AuthenticatedJsonConsumer",
+]

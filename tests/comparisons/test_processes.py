@@ -290,3 +290,18 @@ async def test_recorded_replay_reaches_watchers_on_a_server(
         assert text == made["responses"]["demo-echo"]["content"]
     finally:
         server.stop()
+
+
+async def test_daphne_closes_an_oversized_frame_with_1009(database, tmp_path, auth) -> None:
+    server = Server(demo_env(database, tmp_path, auth, WS_MAX_FRAME_BYTES="65536")).start()
+    try:
+        socket = await open_socket(server, auth, "user_big")
+        frame = {"prompt": "y" * 70_000, "providers": ["demo"]}
+        await socket.send("startComparison", frame)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await socket.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        # The server is fine afterwards and started nothing.
+        assert rest(server, auth, "user_big", "/sessions") == []
+    finally:
+        server.stop()

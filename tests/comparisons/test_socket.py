@@ -298,3 +298,16 @@ async def test_end_to_end_with_the_redis_channel_layer(
         assert_model_sequence(events, key, "complete")
         assert text_of(events, key) == "abc"
     assert events[-1]["data"]["status"] == "complete"
+
+
+async def test_a_frame_over_the_size_limit_closes_the_socket_with_1009(
+    upstream_providers, connect
+) -> None:
+    client = await connect()
+    prompt = "x" * (256 * 1024)
+    await client.send("startComparison", {"prompt": prompt, "providers": ["demo"]})
+    closed = await client.communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 1009}
+    from comparisons.models import Comparison
+
+    assert await Comparison.objects.acount() == 0

@@ -16,9 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from daphne.cli import CommandLineInterface
-
         from comparisons.maintenance import start_sweeper
+        from playground.daphne_server import PlaygroundCommandLine
 
         start_sweeper()
 
@@ -27,14 +26,14 @@ class Command(BaseCommand):
         self.stdout.write(
             f"AI Playground API on http://{host}:{port} (WebSocket ws://{host}:{port}/ws)"
         )
-        CommandLineInterface().run(
+        PlaygroundCommandLine().run(
             [
                 "-b",
                 host,
                 "-p",
                 str(port),
                 "--proxy-headers",
-                # Frames over the limit are refused by the protocol layer with close code 1009.
+                # Frames over the limit are closed by the protocol layer with code 1009.
                 "--websocket-max-message-size",
                 str(settings.WS_MAX_FRAME_BYTES),
                 "playground.asgi:application",
