@@ -86,7 +86,6 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         request_id = request_id if isinstance(request_id, str) else None
         try:
             frame = parse(StartComparison, "startComparison", data)
-            assert isinstance(frame, StartComparison)
             slots = services.comparison_plan(choices=frame.choices())
             run = await comparison_launch(
                 user_id=self.owner,
@@ -108,7 +107,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         except ValueError as exc:
             await self.send_error(str(exc))
             return
-        await self._cancel(frame.sessionId, None)  # type: ignore[attr-defined]
+        await self._cancel(frame.sessionId, None)
 
     async def on_cancelModel(self, data: Any) -> None:
         try:
@@ -116,7 +115,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         except ValueError as exc:
             await self.send_error(str(exc))
             return
-        await self._cancel(frame.sessionId, frame.model)  # type: ignore[attr-defined]
+        await self._cancel(frame.sessionId, frame.model)
 
     async def on_watchSession(self, data: Any) -> None:
         try:
@@ -124,7 +123,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         except ValueError as exc:
             await self.send_error(str(exc))
             return
-        comparison_id: str = frame.sessionId  # type: ignore[attr-defined]
+        comparison_id: str = frame.sessionId
         run = self._owned_run(comparison_id)
         if run is not None:
             self.watching.add(comparison_id)

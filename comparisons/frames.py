@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from django.conf import settings
 from pydantic import (
@@ -87,7 +87,10 @@ def describe_error(event: str, error: ValidationError) -> str:
     return f"Invalid {event}: " + "; ".join(parts)
 
 
-def parse(schema: type[Frame], event: str, data: Any) -> Frame:
+F = TypeVar("F", bound=Frame)
+
+
+def parse(schema: type[F], event: str, data: Any) -> F:
     """Validate ``data`` for ``event``; raises ``ValueError`` with a readable message."""
     try:
         return schema.model_validate(data)
