@@ -305,3 +305,58 @@ async def test_daphne_closes_an_oversized_frame_with_1009(database, tmp_path, au
         assert rest(server, auth, "user_big", "/sessions") == []
     finally:
         server.stop()
+
+
+@pytest.mark.redis
+async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
+    database, tmp_path, auth, redis_url
+) -> None:
+    """Many fast comparisons on one process, each watched from another through Redis."""
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+        DEMO_TOKENS_PER_SECOND="500",
+        DEMO_FIRST_TOKEN_DELAY="0.3",
+        PLAYGROUND_MAX_RUNNING_PER_USER="10",
+    )
+    first, second = Server(env).start(), Server(env).start()
+    prompt = "Stream this back quickly please. " * 40
+    models = [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}]
+    try:
+
+        async def one(n: int) -> tuple[dict[str, str], dict[str, str], int]:
+            user = f"user_load{n % 4}"
+            starter = await open_socket(first, auth, user)
+            await starter.send("startComparison", {"prompt": f"{n} {prompt}", "models": models})
+            sid = (await starter.receive())["data"]["sessionId"]
+            watcher = await open_socket(second, auth, user)
+            await watcher.send("watchSession", {"sessionId": sid})
+            snapshot = await watcher.receive()
+            assert snapshot["event"] == "sessionSnapshot", snapshot
+            watched = await watcher.until("comparisonComplete", timeout=90)
+            started = await starter.until("comparisonComplete", timeout=90, session=sid)
+            full = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(started).items()}
+            seen = {}
+            later = chunks_by_model(watched)
+            for model in snapshot["data"]["models"]:
+                got = later.get(model["key"], [])
+                start = model["nextIndex"]
+                assert [c["index"] for c in got] == list(range(start, start + len(got)))
+                seen[model["key"]] = model["content"] + "".join(c["chunk"] for c in got)
+            relayed = chunks_by_model(started)
+            for index_list in relayed.values():
+                assert [c["index"] for c in index_list] == list(range(len(index_list)))
+            return full, seen, sum(len(v) for v in relayed.values())
+
+        results = await asyncio.gather(*(one(n) for n in range(16)))
+        total = 0
+        for full, seen, chunks in results:
+            assert seen == full
+            total += chunks
+        assert total > 2_000  # chunks, each relayed twice: to its starter and through Redis
+    finally:
+        first.stop()
+        second.stop()
