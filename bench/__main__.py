@@ -45,7 +45,13 @@ from bench.common import (
 )
 
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# ``socket_timeout=30``: redis-py 8 defaults the socket read timeout to 5 s, the same as
+# channels-redis' BZPOPMIN timeout, so an idle consumer's receive races the read timeout and the
+# socket is closed with 1011 ("Timeout reading from ..."). The server's settings pass REDIS_URL
+# through unchanged, so the query parameter is the only switch without a code change (see
+# docs/benchmarks.md). ``BENCH_REDIS_URL=redis://127.0.0.1:6379/0`` reproduces the failure.
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0?socket_timeout=30")
+LITELLM_KEY = "sk-bench-" + secrets.token_hex(8)
 DELTAS, DELTA_BYTES, RATE = 64, 16, 20.0
 
 
@@ -241,6 +247,7 @@ class Bench:
             PYTHONUNBUFFERED="1",
             CHANNEL_LAYER_PREFIX=self.prefix,
         )
+        env.update(kv.split("=", 1) for kv in self.args.server_env or [])
         env.pop("REDIS_URL", None)
         if layer == "redis":
             env["REDIS_URL"] = REDIS
@@ -372,7 +379,7 @@ class Bench:
         n = case.comparisons
         ramp = 0.0 if n == 1 else 1.0
         allowance = 1.5 + n * (0.012 if case.watch else 0.006)
-        timeout = allowance + ramp + case.deltas / case.rate + 60
+        timeout = allowance + ramp + case.deltas / case.rate + 25
         sampler = Sampler(pids) if pids else None
         counters = self.db.counters() if self.db and case.kind == "relay" else None
         start_at = time.monotonic() + allowance
@@ -384,7 +391,7 @@ class Bench:
             base |= {"upstream": self.upstream_url}
             module = "bench.direct"
         else:
-            base |= {"url": urls[0]}
+            base |= {"url": urls[0], "key": LITELLM_KEY}
             module = "bench.peer"
         workers = self.workers(module, case, base, tag)
         time.sleep(max(0.0, start_at - time.monotonic()))
@@ -505,14 +512,19 @@ class Bench:
             "  - model_name: bench-gemini\n"
             "    litellm_params:\n"
             f"      model: gemini/{GOOGLE_MODEL}\n"
-            f"      api_base: {self.upstream_url}/v1beta/models/{GOOGLE_MODEL}\n"
+            f"      api_base: {self.upstream_url}/v1beta\n"
             "      api_key: x\n"
             "litellm_settings:\n"
             "  drop_params: true\n"
             "  turn_off_message_logging: true\n"
         )
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", PYTHONUNBUFFERED="1")
+        env.update(
+            LITELLM_LOCAL_MODEL_COST_MAP="True",
+            LITELLM_LOG="ERROR",
+            LITELLM_MASTER_KEY=LITELLM_KEY,
+            PYTHONUNBUFFERED="1",
+        )
         exe = str(Path(PY).parent / "litellm")
         child = Child(
             "litellm",
@@ -608,8 +620,9 @@ class Bench:
 # --- report -----------------------------------------------------------------------------------------
 
 HEADER = (
-    "| case | streams | TTFT ovh p50 / p99 (ms) | chunk p50 / p99 / max (ms) | start→1st p50 / p99 (ms)"
-    " | chunks/s | lost / dup / bad | server CPU % | server RSS (MiB) | DB rows / xacts per comparison |"
+    "| case | streams | 1st chunk write→recv p50 / p99 (ms) | chunk write→recv p50 / p99 / max (ms)"
+    " | request→1st chunk p50 / p99 (ms) | chunks/s | lost / dup / bad | server CPU % (of 1 core)"
+    " | server RSS (MiB) | DB rows / xacts per comparison |"
 )
 
 
@@ -632,6 +645,109 @@ def row(r: Result) -> str:
     )
 
 
+@dataclass
+class Added:
+    """What a case adds over the direct-SDK baseline at the same concurrency, same run."""
+
+    result: Result
+    ttft50: float
+    ttft99: float
+    chunk50: float
+    chunk99: float
+    chunkmax: float
+
+
+def added(results: list[Result]) -> list[Added]:
+    direct = {r.case.streams: r for r in results if r.case.kind == "direct" and r.chunk}
+    out = []
+    for r in results:
+        base = direct.get(r.case.streams)
+        if r.case.kind not in ("relay", "litellm") or base is None or not r.chunk:
+            continue
+        out.append(
+            Added(
+                r,
+                pct(r.start_first, 50) - pct(base.start_first, 50),
+                pct(r.start_first, 99) - pct(base.start_first, 99),
+                pct(r.chunk, 50) - pct(base.chunk, 50),
+                pct(r.chunk, 99) - pct(base.chunk, 99),
+                max(r.chunk) - max(base.chunk),
+            )
+        )
+    return out
+
+
+def added_rows(rows: list[Added]) -> list[str]:
+    return [
+        f"| {a.result.case.name} | {a.result.case.comparisons * 2} "
+        f"| {ms(a.ttft50)} / {ms(a.ttft99)} | {ms(a.chunk50)} / {ms(a.chunk99)} / {ms(a.chunkmax)} |"
+        for a in rows
+    ]
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def targets(results: list[Result], rows: list[Added]) -> list[str]:
+    lines = []
+    by_name = {a.result.case.name: a for a in rows}
+    relay = [a for a in rows if a.result.case.kind == "relay"]
+    if relay:
+        worst = max(relay, key=lambda a: a.ttft50)
+        best = min(relay, key=lambda a: a.ttft50)
+        lines.append(
+            f"- TTFT overhead p50 ≤ 1 ms (request→first chunk, relay - direct SDK): "
+            f"{verdict(worst.ttft50 <= 1)} — from {ms(best.ttft50)} ms ({best.result.case.name}) "
+            f"to {ms(worst.ttft50)} ms ({worst.result.case.name})."
+        )
+    for name in ("daphne-mem-400", "uvicorn-mem-400", "daphne-redis-watch-400"):
+        if (a := by_name.get(name)) is not None:
+            lines.append(
+                f"- Added per-chunk latency at 400 streams x 20 chunks/s ({name}): p50 ≤ 0.5 ms "
+                f"{verdict(a.chunk50 <= 0.5)} ({ms(a.chunk50)} ms), p99 ≤ 5 ms "
+                f"{verdict(a.chunk99 <= 5)} ({ms(a.chunk99)} ms)."
+            )
+    measured = [r for r in results if r.case.kind != "idle" and (r.chunk or r.lost)]
+    lost = [(r.case.name, r.lost + r.dup + r.bad + r.watch_bad) for r in measured]
+    bad = [f"{n}: {k}" for n, k in lost if k]
+    lines.append(
+        f"- 0 lost / duplicated / out-of-order chunks in every case: {verdict(not bad)}"
+        + (f" — {', '.join(bad)}." if bad else f" ({len(lost)} cases checked chunk by chunk).")
+    )
+    peers = [a for a in rows if a.result.case.kind == "litellm"]
+    if peers:
+        for p in peers:
+            ours = by_name.get(p.result.case.name.replace("litellm", "daphne-mem"))
+            if ours is None:
+                continue
+            ratio = p.ttft50 / ours.ttft50 if ours.ttft50 > 0 else math.inf
+            lines.append(
+                f"- TTFT overhead ≥ 5x lower than LiteLLM's ({p.result.case.comparisons * 2} "
+                f"streams): {verdict(ratio >= 5)} — ours {ms(ours.ttft50)} ms, LiteLLM "
+                f"{ms(p.ttft50)} ms (ratio {ratio:.1f}x)."
+            )
+    else:
+        lines.append("- TTFT overhead ≥ 5x lower than LiteLLM's: **not measured** (see notes).")
+    for r in results:
+        if r.case.kind == "idle":
+            lines.append(
+                f"- ≤ 64 KiB per idle authenticated connection: {verdict(r.per_idle_kib <= 64)} "
+                f"— {r.per_idle_kib:.1f} KiB ({r.note})."
+            )
+    normal = next((r for r in results if r.case.name == "daphne-mem-50"), None)
+    dense = next((r for r in results if r.case.name == "daphne-mem-dense-50"), None)
+    if normal and dense and not math.isnan(normal.db_rows) and not math.isnan(dense.db_rows):
+        lines.append(
+            f"- Database writes grow with models and seconds, never with chunks: "
+            f"{verdict(dense.db_rows <= normal.db_rows * 1.25)} — {normal.db_rows:.1f} rows "
+            f"written per comparison for 2 x {normal.case.deltas} chunks in "
+            f"{normal.case.deltas / normal.case.rate:.1f} s, {dense.db_rows:.1f} for "
+            f"2 x {dense.case.deltas} chunks in the same {dense.case.deltas / dense.case.rate:.1f} s."
+        )
+    return lines
+
+
 def watch_rows(results: list[Result]) -> list[str]:
     lines = []
     for r in results:
@@ -645,27 +761,42 @@ def watch_rows(results: list[Result]) -> list[str]:
 
 
 def render(results: list[Result], command: str, info: dict[str, str], seconds: float) -> str:
-    lines = [HEADER, "|" + "---|" * 10]
+    lines = [
+        f"Machine: {info['nproc']} cores, {info['cpu']}, {info['memory']} RAM, Linux "
+        f"{info['kernel']}, Python {info['python']}. Command: `{command}` "
+        f"(whole matrix: {seconds:.0f} s).",
+        "",
+        HEADER,
+        "|" + "---|" * 10,
+    ]
     lines += [row(r) for r in results]
+    rows = added(results)
+    if rows:
+        lines += [
+            "",
+            "What the relay (or LiteLLM) adds over the direct-SDK baseline at the same concurrency "
+            "in this run (difference of percentiles, ms):",
+            "",
+            "| case | streams | TTFT overhead Δp50 / Δp99 | added per-chunk latency Δp50 / Δp99 / Δmax |",
+            "|---|---|---|---|",
+            *added_rows(rows),
+        ]
     watch = watch_rows(results)
     if watch:
         lines += [
             "",
-            "Watchers (second socket on the *other* server process, `watchSession` after "
-            "`sessionCreated`; latency = watcher receive - upstream write):",
+            "Watchers (second socket on the *other* server process, `watchSession` once the "
+            "first chunk reached the starting socket; snapshot checked, then every later chunk; "
+            "latency = watcher receive - upstream write):",
             "",
             "| case | chunks | p50 (ms) | p99 (ms) | max (ms) | lost/dup/bad/snapshot errors |",
             "|---|---|---|---|---|---|",
             *watch,
         ]
+    lines += ["", "Targets:", "", *targets(results, rows)]
     notes = [f"- {r.case.name}: {r.note}" for r in results if r.note and r.case.kind != "idle"]
     if notes:
-        lines += ["", "Notes:", "", *notes]
-    lines += [
-        "",
-        f"Machine: {info['nproc']} cores, {info['cpu']}, {info['memory']} RAM, Linux {info['kernel']}, "
-        f"Python {info['python']}. Run took {seconds:.0f} s. Command: `{command}`",
-    ]
+        lines += ["", "Notes from the run:", "", *notes]
     return "\n".join(lines)
 
 
@@ -690,6 +821,12 @@ def main() -> None:
     parser.add_argument("--out", help="update the results section of this Markdown file")
     parser.add_argument("--profile", help="run servers of cases with this prefix under py-spy")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    parser.add_argument(
+        "--server-env",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="extra environment for the server processes (e.g. DATABASE_CONN_MAX_AGE=60)",
+    )
     args = parser.parse_args()
     litellm = not args.no_litellm and (Path(PY).parent / "litellm").exists()
     cases = matrix(args.quick, litellm)

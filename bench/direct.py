@@ -109,9 +109,20 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
     # Warm-up (not recorded): imports, pydantic models, connection pools.
     await one(-1, warm=True)
-    async with asyncio.timeout(cfg["timeout"]):
-        results = await asyncio.gather(*(one(int(i)) for i in cfg["slot"]))
-    return {"comparisons": list(results), "failures": []}
+    tasks = [asyncio.create_task(one(int(i))) for i in cfg["slot"]]
+    done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
+    for task in pending:
+        task.cancel()
+    failures = (
+        [f"{len(pending)} comparisons unfinished after {cfg['timeout']:.0f}s"] if pending else []
+    )
+    results = []
+    for task in done:
+        if task.exception() is not None:
+            failures.append(repr(task.exception()))
+        else:
+            results.append(task.result())
+    return {"comparisons": results, "failures": failures}
 
 
 def main() -> None:

@@ -48,25 +48,29 @@ async def _read_until_complete(
         now = monotonic()
         assert isinstance(raw, str)
         log.append((now, raw))
-        if raw.startswith('{"event":"sessionCreated"') and on_created is not None:
+        if on_created is not None and raw.startswith('{"event":"modelChunk"'):
+            # The watcher asks once the run is visibly streaming (see _comparison).
             on_created(json.loads(raw)["data"]["sessionId"])
         elif '"event":"comparisonComplete"' in raw[:40] or raw.startswith('{"event":"error"'):
             return
 
 
+Frame = tuple[float, str, dict[str, Any]]
+
+
 def _check_stream(
-    frames: list[dict[str, Any]], expected: list[str], start_index: dict[str, int]
+    frames: list[Frame], expected: list[str], start_index: dict[str, int]
 ) -> dict[str, Any]:
     """Per model: receive times by index and the integrity counters."""
     models: dict[str, Any] = {}
-    for key in (GOOGLE_MODEL, ANTHROPIC_MODEL):
-        models[key] = {"times": {}, "dup": 0, "order": 0, "text": 0, "complete": False}
+    for name in (GOOGLE_MODEL, ANTHROPIC_MODEL):
+        models[name] = {"times": {}, "dup": 0, "order": 0, "text": 0, "complete": False}
     last: dict[str, int] = {k: start_index.get(k, 0) - 1 for k in models}
     for t, event, data in frames:
         if event == "modelChunk":
-            key = data["model"]
+            key: str = data["model"]
             info = models[key]
-            index = data["index"]
+            index: int = data["index"]
             if str(index) in info["times"]:
                 info["dup"] += 1
                 continue
@@ -78,14 +82,14 @@ def _check_stream(
             info["times"][str(index)] = t
         elif event == "modelComplete":
             models[data["model"]]["complete"] = True
-    for key, info in models.items():
-        first = start_index.get(key, 0)
+    for name, info in models.items():
+        first = start_index.get(name, 0)
         info["lost"] = sum(1 for i in range(first, len(expected)) if str(i) not in info["times"])
     return models
 
 
-def _parse(log: list[tuple[float, str]]) -> list[tuple[float, str, dict[str, Any]]]:
-    out = []
+def _parse(log: list[tuple[float, str]]) -> list[Frame]:
+    out: list[Frame] = []
     for t, raw in log:
         frame = json.loads(raw)
         out.append((t, frame["event"], frame["data"]))
@@ -118,6 +122,9 @@ async def _comparison(cfg: dict[str, Any], i: int, token: str, expected: list[st
     log: list[tuple[float, str]] = []
     watch_log: list[tuple[float, str]] = []
 
+    # The watcher sends ``watchSession`` when the first chunk reached the starting socket, not at
+    # ``sessionCreated``: the server sends ``sessionCreated`` before the run has joined its
+    # channel-layer group, so an immediate ``watch.request`` can be lost (see docs/benchmarks.md).
     async def watch() -> None:
         assert watcher is not None
         sid = await session
@@ -128,16 +135,42 @@ async def _comparison(cfg: dict[str, Any], i: int, token: str, expected: list[st
     watch_task = asyncio.create_task(watch()) if watcher is not None else None
     result["sent"] = monotonic()
     await ws.send(frame)
-    await _read_until_complete(ws, log, lambda sid: session.done() or session.set_result(sid))
+
+    def created(sid: str) -> None:
+        if not session.done():
+            session.set_result(sid)
+
+    stuck: list[str] = []
+    # Stop waiting a little before the worker's deadline, keeping what arrived (counted as lost).
+    limit = max(1.0, cfg["deadline"] - 5 - monotonic())
+    try:
+        async with asyncio.timeout(limit):
+            await _read_until_complete(ws, log, created)
+    except TimeoutError:
+        stuck.append("starting socket: no comparisonComplete")
     if watch_task is not None:
-        await watch_task
+        try:
+            async with asyncio.timeout(
+                max(1.0, cfg["start_at"] + cfg["timeout"] - 4 - monotonic())
+            ):
+                await watch_task
+        except TimeoutError:
+            state = "never sent" if "watch_sent" not in result else "sent"
+            got = len(watch_log)
+            first = ""
+            if watch_log and "watch_sent" in result:
+                after = (watch_log[0][0] - result["watch_sent"]) * 1000
+                first = f", first {watch_log[0][1][:28]} after {after:.0f} ms"
+            stuck.append(
+                f"watcher (watchSession {state}, {got} frames{first}): no comparisonComplete"
+            )
     result["end"] = monotonic()
     for sock in (ws, watcher):
         if sock is not None:
             with contextlib.suppress(Exception):
                 await sock.close()
     frames = _parse(log)
-    result["errors"] = [d for _, e, d in frames if e == "error"]
+    result["errors"] = [*stuck, *(d for _, e, d in frames if e == "error")]
     result["created"] = next((t for t, e, _ in frames if e == "sessionCreated"), None)
     result["session"] = next((d["sessionId"] for _, e, d in frames if e == "sessionCreated"), None)
     result["done"] = next((d["status"] for _, e, d in frames if e == "comparisonComplete"), None)
@@ -166,6 +199,7 @@ async def _comparison(cfg: dict[str, Any], i: int, token: str, expected: list[st
 
 
 async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
+    cfg["deadline"] = monotonic() + cfg["timeout"]
     expected = scripted(cfg["deltas"], cfg["delta_bytes"])
     tokens: dict[str, str] = cfg["tokens"]
     tasks = [
@@ -174,12 +208,17 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
     ]
     results = []
     failures = []
-    async with asyncio.timeout(cfg["timeout"]):
-        for task in asyncio.as_completed(tasks):
-            try:
-                results.append(await task)
-            except Exception as exc:
-                failures.append(f"{type(exc).__name__}: {exc}")
+    # On timeout keep what finished: the unfinished comparisons are reported, not the whole run lost.
+    done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
+    for task in pending:
+        task.cancel()
+    if pending:
+        failures.append(f"{len(pending)} comparisons unfinished after {cfg['timeout']:.0f}s")
+    for task in done:
+        try:
+            results.append(task.result())
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
     return {"comparisons": results, "failures": failures}
 
 

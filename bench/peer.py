@@ -60,7 +60,8 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
     expected = scripted(cfg["deltas"], cfg["delta_bytes"])
     url = cfg["url"].rstrip("/") + "/chat/completions"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(timeout=120.0, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {cfg['key']}"}
+    async with httpx.AsyncClient(timeout=120.0, limits=limits, headers=headers) as client:
 
         async def one(i: int, warm: bool = False) -> dict[str, Any]:
             tag = f"{cfg['tag_prefix']}-{i}"
@@ -86,9 +87,22 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
         # Warm-up (not recorded): imports, pydantic models, connection pools.
         await one(-1, warm=True)
-        async with asyncio.timeout(cfg["timeout"]):
-            results = await asyncio.gather(*(one(int(i)) for i in cfg["slot"]))
-    return {"comparisons": list(results), "failures": []}
+        tasks = [asyncio.create_task(one(int(i))) for i in cfg["slot"]]
+        done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
+        for task in pending:
+            task.cancel()
+        failures = (
+            [f"{len(pending)} comparisons unfinished after {cfg['timeout']:.0f}s"]
+            if pending
+            else []
+        )
+        results = []
+        for task in done:
+            if task.exception() is not None:
+                failures.append(repr(task.exception()))
+            else:
+                results.append(task.result())
+    return {"comparisons": results, "failures": failures}
 
 
 def main() -> None:
