@@ -39,5 +39,7 @@ typecheck: env
 
 check: lint typecheck test
 
+## bench: the relay benchmark (docs/benchmarks.md); adds the bench group (LiteLLM, uvicorn, py-spy)
 bench: env
+	$(UV) sync --frozen --quiet --group bench --group dev
 	$(PY) -m bench $(BENCH_ARGS)
