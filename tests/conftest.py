@@ -62,16 +62,10 @@ def redis_channel_layer(settings: pytest.FixtureRequest, redis_url: str) -> Iter
     """Switch the channel layer to channels-redis on the test Redis for one test."""
     from channels.layers import channel_layers
 
+    from playground.layers import redis_channel_layer as layer_config
+
     settings.CHANNEL_LAYERS = {  # type: ignore[attr-defined]
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [redis_url],
-                "capacity": 10_000,
-                "expiry": 120,
-                "prefix": f"test-{os.getpid()}",
-            },
-        }
+        "default": layer_config(redis_url, prefix=f"test-{os.getpid()}")
     }
     channel_layers.backends.clear()
     yield redis_url

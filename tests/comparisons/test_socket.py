@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -311,3 +312,16 @@ async def test_a_frame_over_the_size_limit_closes_the_socket_with_1009(
     from comparisons.models import Comparison
 
     assert await Comparison.objects.acount() == 0
+
+
+@pytest.mark.redis
+async def test_an_idle_socket_on_the_redis_layer_stays_open(
+    redis_channel_layer, upstream_providers, connect
+) -> None:
+    """channels-redis waits 5 s per read: an idle socket must outlive that and still work."""
+    client = await connect()
+    await asyncio.sleep(6.5)
+    await client.send("startComparison", {"prompt": "still there?", "providers": ["demo"]})
+    events = await client.until_event("comparisonComplete")
+    assert events[0]["event"] == "sessionCreated"
+    assert events[-1]["data"]["status"] == "complete"

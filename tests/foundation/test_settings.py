@@ -76,7 +76,10 @@ def test_redis_url_selects_channels_redis(tmp_path: Path) -> None:
     parsed = _settings({"REDIS_URL": "redis://:pw@cache.internal:6380/2"}, tmp_path)
     layer = parsed["layer"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://:pw@cache.internal:6380/2"]
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == "redis://:pw@cache.internal:6380/2"
+    # channels-redis blocks 5 s per read; a shorter socket timeout closes idle sockets with 1011.
+    assert host["socket_timeout"] > 5
     assert layer["CONFIG"]["capacity"] >= 1000  # the default 100 drops messages under load
 
 
