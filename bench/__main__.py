@@ -383,8 +383,8 @@ class Bench:
         timeout = allowance + ramp + case.deltas / case.rate + 25
         sampler = Sampler(pids) if pids else None
         counters = self.db.counters() if self.db and case.kind == "relay" else None
-        start_at = time.monotonic() + allowance
-        base: dict[str, Any] = {"start_at": start_at, "ramp": ramp, "timeout": timeout}
+        go = self.logs / f"{tag}.go"
+        base: dict[str, Any] = {"go": str(go), "ramp": ramp, "timeout": timeout + allowance}
         if case.kind == "relay":
             base |= {"url": urls[0], "watch_url": urls[1] if case.watch else None}
             module = "bench.loadgen"
@@ -395,6 +395,16 @@ class Bench:
             base |= {"url": urls[0], "key": LITELLM_KEY}
             module = "bench.peer"
         workers = self.workers(module, case, base, tag)
+        # Every worker prepared (imports, warm-up, sockets open and authenticated), then one
+        # common start time for all of them.
+        deadline = time.monotonic() + 60 + allowance * 10
+        ready = [Path(str(out) + ".ready") for _, out, _ in workers]
+        while time.monotonic() < deadline and not all(r.exists() for r in ready):
+            if any(proc.poll() is not None for proc, _, _ in workers):
+                break
+            time.sleep(0.01)
+        start_at = time.monotonic() + 0.2
+        go.write_text(repr(start_at))
         time.sleep(max(0.0, start_at - time.monotonic()))
         cpu0 = sampler.cpu() if sampler else 0.0
         if sampler:
@@ -408,8 +418,16 @@ class Bench:
             result.rss = sampler.peak / 2**20
         records = http_json(f"{self.upstream_url}/_bench/requests?tag_prefix={tag}-")
         if counters is not None and self.db is not None:
-            time.sleep(1.2)  # let the backends report their statistics
+            # PostgreSQL backends report statistics up to a second late (at exit or when idle):
+            # read until two readings 0.5 s apart agree.
+            time.sleep(1.0)
             after = self.db.counters()
+            for _ in range(10):
+                time.sleep(0.5)
+                again = self.db.counters()
+                if again == after:
+                    break
+                after = again
             result.db_rows = (after[0] - counters[0]) / n
             result.db_xacts = (after[1] - counters[1]) / n
         self.analyse(result, data, records)
@@ -770,7 +788,7 @@ def targets(results: list[Result], rows: list[Added]) -> list[str]:
             f"{ms(pct(p.result.start_first, 50))} ms over SSE)."
         )
     if not peers:
-        lines.append("- TTFT overhead ≥ 5x lower than LiteLLM's: **not measured** (see notes).")
+        lines.append("- TTFT overhead ≥ 5x lower than LiteLLM's: **not measured** in this run.")
     for r in results:
         if r.case.kind == "idle":
             lines.append(

@@ -191,6 +191,18 @@ def run_worker(module: str, config: dict[str, Any], log_dir: Path, timeout: floa
     return proc, out_path, log_path
 
 
+async def rendezvous(cfg: dict[str, Any]) -> None:
+    """Tell the orchestrator this worker is prepared (imports, warm-up, sockets open), then wait
+    for its go file and take the common start time from it (``cfg["start_at"]``)."""
+    import asyncio
+
+    Path(cfg["out"] + ".ready").write_text("1")  # noqa: ASYNC240
+    go = Path(cfg["go"])
+    while not go.exists():  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.005)
+    cfg["start_at"] = float(go.read_text())  # noqa: ASYNC240
+
+
 def machine() -> dict[str, str]:
     model = ""
     with contextlib.suppress(OSError):

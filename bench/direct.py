@@ -19,7 +19,7 @@ import httpx
 from google import genai
 from google.genai import types
 
-from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, scripted
+from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, rendezvous, scripted
 
 monotonic = time.monotonic
 
@@ -109,6 +109,7 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
     # Warm-up (not recorded): imports, pydantic models, connection pools.
     await one(-1, warm=True)
+    await rendezvous(cfg)
     tasks = [asyncio.create_task(one(int(i))) for i in cfg["slot"]]
     done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
     for task in pending:

@@ -19,7 +19,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, scripted
+from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, rendezvous, scripted
 
 monotonic = time.monotonic
 
@@ -96,11 +96,21 @@ def _parse(log: list[tuple[float, str]]) -> list[Frame]:
     return out
 
 
-async def _comparison(cfg: dict[str, Any], i: int, token: str, expected: list[str]) -> Any:
-    result: dict[str, Any] = {"i": i}
-    tag = f"{cfg['tag_prefix']}-{i}"
+async def _connect(cfg: dict[str, Any], token: str) -> tuple[ClientConnection, Any]:
     ws = await _open(cfg["url"], token)
     watcher = await _open(cfg["watch_url"], token) if cfg.get("watch_url") else None
+    return ws, watcher
+
+
+async def _comparison(
+    cfg: dict[str, Any],
+    i: int,
+    sockets: tuple[ClientConnection, ClientConnection | None],
+    expected: list[str],
+) -> Any:
+    result: dict[str, Any] = {"i": i}
+    tag = f"{cfg['tag_prefix']}-{i}"
+    ws, watcher = sockets
     marker = f" scenario:{cfg['scenario']}" if cfg.get("scenario") else ""
     frame = json.dumps(
         {
@@ -150,9 +160,7 @@ async def _comparison(cfg: dict[str, Any], i: int, token: str, expected: list[st
         stuck.append("starting socket: no comparisonComplete")
     if watch_task is not None:
         try:
-            async with asyncio.timeout(
-                max(1.0, cfg["start_at"] + cfg["timeout"] - 4 - monotonic())
-            ):
+            async with asyncio.timeout(max(1.0, cfg["deadline"] - 4 - monotonic())):
                 await watch_task
         except TimeoutError:
             state = "never sent" if "watch_sent" not in result else "sent"
@@ -202,12 +210,18 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
     cfg["deadline"] = monotonic() + cfg["timeout"]
     expected = scripted(cfg["deltas"], cfg["delta_bytes"])
     tokens: dict[str, str] = cfg["tokens"]
+    # Open and authenticate every socket first, then wait for the common start: the ramp is then
+    # not disturbed by connection set-up (or by this process's start-up).
+    keys = list(tokens)
+    opened = await asyncio.gather(*(_connect(cfg, tokens[k]) for k in keys), return_exceptions=True)
+    failures = [f"connect: {o!r}" for o in opened if isinstance(o, BaseException)]
+    await rendezvous(cfg)
     tasks = [
-        asyncio.create_task(_comparison(cfg, int(i), token, expected))
-        for i, token in tokens.items()
+        asyncio.create_task(_comparison(cfg, int(k), o, expected))
+        for k, o in zip(keys, opened, strict=True)
+        if not isinstance(o, BaseException)
     ]
     results = []
-    failures = []
     # On timeout keep what finished: the unfinished comparisons are reported, not the whole run lost.
     done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
     for task in pending:

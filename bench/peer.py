@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, scripted
+from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, rendezvous, scripted
 
 monotonic = time.monotonic
 ALIASES = {GOOGLE_MODEL: "bench-gemini", ANTHROPIC_MODEL: "bench-claude"}
@@ -87,6 +87,7 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
         # Warm-up (not recorded): imports, pydantic models, connection pools.
         await one(-1, warm=True)
+        await rendezvous(cfg)
         tasks = [asyncio.create_task(one(int(i))) for i in cfg["slot"]]
         done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
         for task in pending:
