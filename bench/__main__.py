@@ -823,7 +823,8 @@ def watch_rows(results: list[Result]) -> list[str]:
 def render(results: list[Result], command: str, info: dict[str, str], seconds: float) -> str:
     lines = [
         f"Machine: {info['nproc']} cores, {info['cpu']}, {info['memory']} RAM, Linux "
-        f"{info['kernel']}, Python {info['python']}. Command: `{command}` "
+        f"{info['kernel']}, Python {info['python']}. Code: commit {info['commit']}. "
+        f"Command: `{command}` "
         f"(whole matrix: {seconds:.0f} s).",
         "",
         HEADER,

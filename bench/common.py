@@ -215,7 +215,20 @@ def machine() -> dict[str, str]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    changed = [line[3:] for line in status if not line[3:].startswith(("bench/", "docs/"))]
+    if changed:
+        commit += " + uncommitted changes to " + ", ".join(changed)
     return {
+        "commit": commit or "unknown",
         "nproc": str(os.cpu_count()),
         "cpu": model or platform.processor(),
         "memory": mem,
