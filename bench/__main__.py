@@ -45,12 +45,10 @@ from bench.common import (
 )
 
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-# ``socket_timeout=30``: redis-py 8 defaults the socket read timeout to 5 s, the same as
-# channels-redis' BZPOPMIN timeout, so an idle consumer's receive races the read timeout and the
-# socket is closed with 1011 ("Timeout reading from ..."). The server's settings pass REDIS_URL
-# through unchanged, so the query parameter is the only switch without a code change (see
-# docs/benchmarks.md). ``BENCH_REDIS_URL=redis://127.0.0.1:6379/0`` reproduces the failure.
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0?socket_timeout=30")
+# As shipped. Before commit a0dfdd6 the server's Redis layer read with redis-py 8's default 5 s
+# socket timeout, the same as channels-redis' BZPOPMIN timeout, and idle sockets were closed with
+# 1011; ``BENCH_REDIS_URL=redis://127.0.0.1:6379/0?socket_timeout=30`` works around that there.
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 LITELLM_KEY = "sk-bench-" + secrets.token_hex(8)
 DELTAS, DELTA_BYTES, RATE = 64, 16, 20.0
 
