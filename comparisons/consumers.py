@@ -62,7 +62,12 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
                 with contextlib.suppress(Exception):
                     await self.channel_layer.group_send(
                         run_group(comparison_id),
-                        {"type": "watch.stop", "reply": self.channel_name, "user_id": self.user_id},
+                        {
+                            "type": "watch.stop",
+                            "session": comparison_id,
+                            "reply": self.channel_name,
+                            "user_id": self.user_id,
+                        },
                     )
             if self.channel_layer is not None:
                 with contextlib.suppress(Exception):
@@ -79,6 +84,10 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
 
     async def send_text(self, text: str) -> None:
         await self.send(text_data=text)
+
+    async def send_texts(self, texts: list[str]) -> None:
+        for text in texts:
+            await self.send(text_data=text)
 
     # --- client events -----------------------------------------------------------------------
     async def on_startComparison(self, data: Any) -> None:
@@ -127,7 +136,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         run = self._owned_run(comparison_id)
         if run is not None:
             self.watching.add(comparison_id)
-            run.watch(self.subscriber_name, self.send_text)
+            run.watch(self.subscriber_name, self.send_texts)
             return
         comparison = await database_sync_to_async(selectors.comparison_get)(
             user_id=self.user_id, comparison_id=comparison_id
@@ -150,16 +159,23 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         )
         await self.channel_layer.group_send(
             run_group(comparison_id),
-            {"type": "watch.request", "reply": self.channel_name, "user_id": self.user_id},
+            {
+                "type": "watch.request",
+                "session": comparison_id,
+                "reply": self.channel_name,
+                "user_id": self.user_id,
+            },
         )
 
     # --- channel-layer messages ----------------------------------------------------------------
     async def watch_event(self, message: dict[str, Any]) -> None:
-        """An event of a watched comparison from another process (or a recorded replay)."""
+        """Events of a watched comparison from another process (``texts``, in order) or one
+        event of a recorded replay (``text``)."""
         handle = self.pending_watch.pop(message.get("session", ""), None)
         if handle is not None:
             handle.cancel()
-        await self.send(text_data=message["text"])
+        texts = message.get("texts")
+        await self.send_texts(texts if texts is not None else [message["text"]])
 
     # --- helpers -------------------------------------------------------------------------------
     def _owned_run(self, comparison_id: str) -> ComparisonRun | None:
@@ -186,7 +202,12 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         elif self.channel_layer is not None:
             await self.channel_layer.group_send(
                 run_group(comparison_id),
-                {"type": "run.cancel", "user_id": self.user_id, "model": model},
+                {
+                    "type": "run.cancel",
+                    "session": comparison_id,
+                    "user_id": self.user_id,
+                    "model": model,
+                },
             )
 
     async def _remote_watch_timed_out(self, comparison_id: str) -> None:

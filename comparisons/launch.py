@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from channels.db import database_sync_to_async
 
 from comparisons import services
-from comparisons.runner import ComparisonRun, SlotRun
+from comparisons.runner import ComparisonRun, SlotRun, run_control
 from providers.registry import providers
 from providers.types import StreamRequest
 
@@ -34,7 +34,7 @@ async def comparison_launch(
         enforce_limits=enforce_limits,
     )
     keys = services.slot_keys([slot.model for slot in slots])
-    return ComparisonRun(
+    run = ComparisonRun(
         comparison_id=comparison.id,
         user_id=user_id,
         slots=[
@@ -52,6 +52,9 @@ async def comparison_launch(
             for key, slot in zip(keys, slots, strict=True)
         ],
     )
+    # Reachable from other processes before anyone can know its id.
+    await run_control.join(run)
+    return run
 
 
 def session_created_payload(run: ComparisonRun, request_id: str | None = None) -> dict[str, object]:

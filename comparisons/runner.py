@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -32,6 +33,8 @@ from providers.types import ProviderError, StreamEnd, StreamRequest
 logger = logging.getLogger(__name__)
 
 Subscriber = Callable[[str], Awaitable[None]]
+#: Receives every frame queued since its last call, in order (one channel-layer message for many).
+BatchSubscriber = Callable[[list[str]], Awaitable[None]]
 
 _dumps = json.dumps
 
@@ -114,10 +117,13 @@ class QueuedSubscriber:
     """A watcher fed through its own queue, so the run never waits on it and order is kept.
 
     The snapshot is queued first, then every later event, and one task sends them in order:
-    snapshot + events contain every chunk exactly once.
+    snapshot + events contain every chunk exactly once. Frames that queued up while the previous
+    send was in flight go out together in one batch (one channel-layer message for a remote
+    watcher), so a slow hop coalesces instead of falling behind.
     """
 
-    def __init__(self, target: Subscriber) -> None:
+    def __init__(self, target: BatchSubscriber, name: str) -> None:
+        self.name = name
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.task = asyncio.create_task(self._drain(target))
 
@@ -127,11 +133,20 @@ class QueuedSubscriber:
     def close(self) -> None:
         self.queue.put_nowait(None)
 
-    async def _drain(self, target: Subscriber) -> None:
-        while (text := await self.queue.get()) is not None:
-            try:
-                await target(text)
-            except Exception:
+    async def _drain(self, target: BatchSubscriber) -> None:
+        queue = self.queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            texts = [text for text in batch if text is not None]
+            if texts:
+                try:
+                    await target(texts)
+                except Exception as exc:
+                    logger.warning("Watcher %s dropped: %r", self.name, exc)
+                    return
+            if len(texts) != len(batch):
                 return
 
 
@@ -159,9 +174,9 @@ class ComparisonRun:
         if isinstance(subscriber, QueuedSubscriber):
             subscriber.close()
 
-    def watch(self, name: str, target: Subscriber) -> None:
+    def watch(self, name: str, target: BatchSubscriber) -> None:
         """Add a watcher: it gets ``sessionSnapshot`` now and then every later event."""
-        watcher = QueuedSubscriber(target)
+        watcher = QueuedSubscriber(target, name)
         watcher.queue.put_nowait(encode_event("sessionSnapshot", self.snapshot()))
         self.subscribers[name] = watcher
 
@@ -206,7 +221,9 @@ class ComparisonRun:
         slot.task.cancel()
         return True
 
-    def control(self, message: dict[str, Any], send_remote: Callable[[str], Subscriber]) -> None:
+    def control(
+        self, message: dict[str, Any], send_remote: Callable[[str], BatchSubscriber]
+    ) -> None:
         """Handle a control message from another process (watch, stop watching, cancel)."""
         if message.get("user_id") != self.user_id:
             return
@@ -223,40 +240,15 @@ class ComparisonRun:
             elif (slot := self.slot(str(model))) is not None:
                 self.cancel_slot(slot)
 
-    async def _serve_control(self) -> None:
-        """Listen on this run's group for watchers and cancels from other server processes."""
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        channel = await layer.new_channel()
-        group = run_group(self.comparison_id)
-        await layer.group_add(group, channel)
-
-        def send_remote(reply: str) -> Subscriber:
-            async def send(text: str) -> None:
-                await layer.send(
-                    reply, {"type": "watch.event", "text": text, "session": self.comparison_id}
-                )
-
-            return send
-
-        try:
-            while True:
-                self.control(await layer.receive(channel), send_remote)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(layer.group_discard(group, channel))
-
     async def _run(self) -> None:
         self._flusher = asyncio.create_task(self._flush_periodically())
-        control = asyncio.create_task(self._serve_control())
         try:
             for slot in self.slots:
                 slot.task = asyncio.create_task(self._run_slot(slot))
             await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
         finally:
             self._flusher.cancel()
-            control.cancel()
+            await run_control.leave(self)
         self.status = services.comparison_overall_status(
             [s.status for s in self.slots], cancelled=self.cancelled
         )
@@ -374,6 +366,77 @@ class ComparisonRun:
                 round(usage.output_tokens / generating_s, 2) if generating_s > 0 else 0.0
             ),
         }
+
+
+class RunControl:
+    """Control messages from other server processes, for every run of this process.
+
+    One channel per process (and event loop) joins the group ``run.<id>`` of each local run; one
+    task receives on it while any run is local and hands each message to its run. Runs join
+    *before* their ``sessionCreated`` is sent, so a watcher can never ask an empty group.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ComparisonRun] = {}
+        self._channel: str | None = None
+        self._key: tuple[Any, Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def join(self, run: ComparisonRun) -> None:
+        """Make ``run`` reachable by watchers and cancels from other processes."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await self._listening(layer)
+        self._runs[run.comparison_id] = run
+        await layer.group_add(run_group(run.comparison_id), channel)
+
+    async def leave(self, run: ComparisonRun) -> None:
+        """Stop routing messages to ``run``; the listener stops with the process's last run."""
+        if self._runs.pop(run.comparison_id, None) is None or self._channel is None:
+            return
+        layer = get_channel_layer()
+        if layer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    layer.group_discard(run_group(run.comparison_id), self._channel)
+                )
+        if not self._runs and self._task is not None:
+            task, self._task, self._channel, self._key = self._task, None, None, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listening(self, layer: Any) -> str:
+        key = (layer, asyncio.get_running_loop())
+        if self._channel is None or self._key != key:
+            channel = await layer.new_channel()
+            if self._key != key:  # not set meanwhile by a concurrent join
+                self._channel, self._key = channel, key
+                self._runs.clear()
+                self._task = asyncio.create_task(self._listen(layer, channel), name="run-control")
+        assert self._channel is not None
+        return self._channel
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        while True:
+            message = await layer.receive(channel)
+            session = str(message.get("session", ""))
+            run = self._runs.get(session)
+            if run is not None:
+                run.control(message, functools.partial(_remote_sender, layer, session))
+
+
+def _remote_sender(layer: Any, session: str, reply: str) -> BatchSubscriber:
+    """Frames of ``session`` to the channel ``reply`` of a watcher in another process."""
+
+    async def send(texts: list[str]) -> None:
+        await layer.send(reply, {"type": "watch.event", "texts": texts, "session": session})
+
+    return send
+
+
+run_control = RunControl()
 
 
 class RunRegistry:

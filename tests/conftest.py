@@ -42,6 +42,13 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Connections opened in asgiref's sync threads cannot be closed from the test thread; with
+    # persistent connections (the production default) they would keep the test database from
+    # being dropped at the end. Server processes started by the suite keep the default.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("redis") and not redis_available():
         _missing(f"Redis is not reachable at {TEST_REDIS_URL}")
