@@ -11,6 +11,8 @@ import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
 
 from accounts.consumers import AuthenticatedJsonConsumer
 from comparisons import selectors, services
@@ -211,10 +213,30 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             )
 
     async def _remote_watch_timed_out(self, comparison_id: str) -> None:
-        if self.pending_watch.pop(comparison_id, None) is None:
+        """No answer from the running process yet: keep waiting while it is alive (a busy
+        process answers late, and a second snapshot would break chunk accounting); otherwise
+        the saved state is the answer (the run ended, or its process died)."""
+        if comparison_id not in self.pending_watch:
             return
         comparison = await database_sync_to_async(selectors.comparison_get)(
             user_id=self.user_id, comparison_id=comparison_id
         )
+        if comparison_id not in self.pending_watch:
+            return  # answered meanwhile
+        if comparison is not None and _alive(comparison):
+            self.pending_watch[comparison_id] = asyncio.get_running_loop().call_later(
+                REMOTE_WATCH_TIMEOUT_SECONDS,
+                lambda: asyncio.ensure_future(self._remote_watch_timed_out(comparison_id)),
+            )
+            return
+        del self.pending_watch[comparison_id]
         if comparison is not None:
             await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+
+
+def _alive(comparison: Comparison) -> bool:
+    """Still streaming, and its process flushed (its heartbeat) recently."""
+    if comparison.status != ComparisonStatus.STREAMING or comparison.heartbeat_at is None:
+        return False
+    age = (timezone.now() - comparison.heartbeat_at).total_seconds()
+    return age < settings.PLAYGROUND_HEARTBEAT_STALE_SECONDS
