@@ -78,8 +78,10 @@ def test_redis_url_selects_channels_redis(tmp_path: Path) -> None:
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     (host,) = layer["CONFIG"]["hosts"]
     assert host["address"] == "redis://:pw@cache.internal:6380/2"
-    # channels-redis blocks 5 s per read; a shorter socket timeout closes idle sockets with 1011.
-    assert host["socket_timeout"] > 5
+    # No client read/write timeout: a 5 s one closed idle sockets with 1011 (BZPOPMIN blocks 5 s)
+    # and one made redis-py write through asyncio.wait_for (see tests/foundation/test_layers.py).
+    assert host["socket_timeout"] is None
+    assert host["socket_keepalive"] is True
     assert layer["CONFIG"]["capacity"] >= 1000  # the default 100 drops messages under load
 
 
