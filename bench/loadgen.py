@@ -126,7 +126,7 @@ async def _comparison(
         }
     )
     session: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    delay = cfg["start_at"] + cfg["ramp"] * cfg["slot"][str(i)] - monotonic()
+    delay = cfg["start_at"] + cfg["ramp"] * cfg["slot"].get(str(i), 0.0) - monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
     log: list[tuple[float, str]] = []
@@ -173,10 +173,6 @@ async def _comparison(
                 f"watcher (watchSession {state}, {got} frames{first}): no comparisonComplete"
             )
     result["end"] = monotonic()
-    for sock in (ws, watcher):
-        if sock is not None:
-            with contextlib.suppress(Exception):
-                await sock.close()
     frames = _parse(log)
     result["errors"] = [*stuck, *(d for _, e, d in frames if e == "error")]
     result["created"] = next((t for t, e, _ in frames if e == "sessionCreated"), None)
@@ -216,8 +212,23 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
     opened = await asyncio.gather(*(_connect(cfg, tokens[k]) for k in keys), return_exceptions=True)
     failures = [f"connect: {o!r}" for o in opened if isinstance(o, BaseException)]
     await rendezvous(cfg)
+    repeat = int(cfg.get("repeat", 1))
+
+    async def in_a_row(k: str, sockets: Any) -> list[Any]:
+        # ``repeat`` comparisons one after another on the same socket (i = k * repeat + r).
+        try:
+            return [
+                await _comparison(cfg, int(k) * repeat + r, sockets, expected)
+                for r in range(repeat)
+            ]
+        finally:
+            for sock in sockets:
+                if sock is not None:
+                    with contextlib.suppress(Exception):
+                        await sock.close()
+
     tasks = [
-        asyncio.create_task(_comparison(cfg, int(k), o, expected))
+        asyncio.create_task(in_a_row(k, o))
         for k, o in zip(keys, opened, strict=True)
         if not isinstance(o, BaseException)
     ]
@@ -227,10 +238,10 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
     for task in pending:
         task.cancel()
     if pending:
-        failures.append(f"{len(pending)} comparisons unfinished after {cfg['timeout']:.0f}s")
+        failures.append(f"{len(pending)} sockets unfinished after {cfg['timeout']:.0f}s")
     for task in done:
         try:
-            results.append(task.result())
+            results.extend(task.result())
         except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
     return {"comparisons": results, "failures": failures}

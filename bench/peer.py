@@ -65,10 +65,15 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
         async def one(i: int, warm: bool = False) -> dict[str, Any]:
             tag = f"{cfg['tag_prefix']}-{i}"
-            prompt = f"bench:{tag} Say something."
+            marker = f" scenario:{cfg['scenario']}" if cfg.get("scenario") else ""
+            prompt = f"bench:{tag}{marker} Say something."
             if warm:
                 prompt = f"bench:{cfg['tag_prefix']}warm scenario:warm"
-            delay = 0 if warm else cfg["start_at"] + cfg["ramp"] * cfg["slot"][str(i)] - monotonic()
+            delay = (
+                0
+                if warm
+                else cfg["start_at"] + cfg["ramp"] * cfg["slot"].get(str(i), 0.0) - monotonic()
+            )
             if delay > 0:
                 await asyncio.sleep(delay)
             sinks: dict[str, list[Any]] = {GOOGLE_MODEL: [], ANTHROPIC_MODEL: []}
@@ -88,7 +93,12 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
         # Warm-up (not recorded): imports, pydantic models, connection pools.
         await one(-1, warm=True)
         await rendezvous(cfg)
-        tasks = [asyncio.create_task(one(int(i))) for i in cfg["slot"]]
+        repeat = int(cfg.get("repeat", 1))
+
+        async def in_a_row(k: int) -> list[dict[str, Any]]:
+            return [await one(k * repeat + r) for r in range(repeat)]
+
+        tasks = [asyncio.create_task(in_a_row(int(i))) for i in cfg["slot"]]
         done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
         for task in pending:
             task.cancel()
@@ -102,7 +112,7 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
             if task.exception() is not None:
                 failures.append(repr(task.exception()))
             else:
-                results.append(task.result())
+                results.extend(task.result())
     return {"comparisons": results, "failures": failures}
 
 

@@ -10,7 +10,6 @@ from django.core.management.base import CommandError
 
 from comparisons import selectors, services
 from comparisons.launch import comparison_launch
-from comparisons.runner import runs
 from comparisons.terminal import display_live, summary_table
 
 
@@ -62,7 +61,8 @@ async def run_in_terminal(
         raise CommandError(str(exc)) from None
     if out is not None:
         out.write(f"Comparison {run.comparison_id}\n")
-    task = runs.add(run)
+    task = run.start()  # already started; its task ends with the comparison
+    await run.release()
     if out is not None:
         await display_live(run, out)
     await task

@@ -107,10 +107,9 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         except (ValueError, services.LimitExceeded) as exc:
             await self.send_error(str(exc), request_id=request_id)
             return
-        await self.send_event("sessionCreated", session_created_payload(run, frame.requestId))
-        run.subscribe(self.subscriber_name, self.send_text)
         self.started.add(run.comparison_id)
-        runs.add(run)
+        await self.send_event("sessionCreated", session_created_payload(run, frame.requestId))
+        await run.release(self.subscriber_name, self.send_text)
 
     async def on_cancelComparison(self, data: Any) -> None:
         try:

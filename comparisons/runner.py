@@ -3,8 +3,8 @@
 A :class:`ComparisonRun` lives in the process that started it, independent of any socket: the
 socket that started it is just its first subscriber, so closing that socket never stops the run.
 Each relayed chunk is encoded once (a precomputed frame prefix + the JSON-escaped text) and sent
-once per subscriber; text reaches the database in batches (``PLAYGROUND_FLUSH_INTERVAL``), never
-per chunk.
+once per subscriber; text reaches the database in batches, one per ``PLAYGROUND_FLUSH_INTERVAL``
+for all the runs of the process (:mod:`comparisons.flusher`), never per chunk.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.utils import timezone
 
 from comparisons import services
+from comparisons.flusher import ProgressFlusher
 from comparisons.groups import run_group
 from comparisons.models import ComparisonStatus, ResponseStatus
 from providers.base import BaseProvider
@@ -151,17 +151,31 @@ class QueuedSubscriber:
 
 
 class ComparisonRun:
-    """A comparison being generated in this process."""
+    """A comparison being generated in this process.
 
-    def __init__(self, *, comparison_id: str, user_id: str, slots: list[SlotRun]) -> None:
+    A run may start before its database row exists (``saved=False``): its models then stream
+    while the row is inserted, their frames are held, and nothing is written until
+    :meth:`admit`. :meth:`release` hands the held frames to the socket that started it;
+    :meth:`refuse` drops the run without a trace when the row could not be created.
+    """
+
+    def __init__(
+        self, *, comparison_id: str, user_id: str, slots: list[SlotRun], saved: bool = True
+    ) -> None:
         self.comparison_id = comparison_id
         self.user_id = user_id
         self.slots = slots
         self.status: str = ComparisonStatus.STREAMING
         self.cancelled = False
+        self.refused = False
         self.subscribers: dict[str, Subscriber] = {}
         self.done = asyncio.Event()
         self._save_lock = asyncio.Lock()
+        #: Frames published before :meth:`release` (``None`` once released).
+        self._held: list[str] | None = None if saved else []
+        self._saved = asyncio.Event()
+        if saved:
+            self._saved.set()
         self._flusher: asyncio.Task[None] | None = None
         self._main: asyncio.Task[None] | None = None
 
@@ -182,6 +196,8 @@ class ComparisonRun:
 
     async def publish(self, text: str) -> None:
         """Send one encoded frame to every subscriber; a failing subscriber is dropped."""
+        if self._held is not None:
+            self._held.append(text)
         for name, send in tuple(self.subscribers.items()):
             try:
                 await send(text)
@@ -192,10 +208,49 @@ class ComparisonRun:
         await self.publish(encode_event(event, data))
 
     # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._main is not None
+
     def start(self) -> asyncio.Task[None]:
         """Start every slot and the flusher; returns the task that ends with the comparison."""
-        self._main = asyncio.create_task(self._run(), name=f"comparison-{self.comparison_id}")
+        if self._main is None:
+            self._main = asyncio.create_task(self._run(), name=f"comparison-{self.comparison_id}")
         return self._main
+
+    def admit(self) -> None:
+        """The row exists: saves may proceed."""
+        self._saved.set()
+
+    def refuse(self) -> None:
+        """The row could not be created: stop every model, write nothing, send nothing."""
+        self.refused = True
+        self._held = []
+        self.subscribers.clear()
+        for slot in self.slots:
+            if slot.task is not None:
+                slot.task.cancel()
+        if self._main is None:
+            self.done.set()
+        self._saved.set()
+
+    async def release(self, name: str | None = None, send: Subscriber | None = None) -> None:
+        """Deliver the frames held so far to ``send`` (the starting socket), in order, and
+        subscribe it; later frames go straight out. Watchers added while frames were held got
+        a snapshot that already contains them."""
+        held = self._held
+        if held is None:
+            raise RuntimeError("This run has already been released")
+        sent = 0
+        try:
+            while send is not None and sent < len(held):  # frames keep arriving meanwhile
+                await send(held[sent])
+                sent += 1
+        except Exception:
+            send = None  # the socket went away; the run goes on without it
+        self._held = None
+        if name is not None and send is not None:
+            self.subscribers[name] = send
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -241,14 +296,19 @@ class ComparisonRun:
                 self.cancel_slot(slot)
 
     async def _run(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_periodically())
+        if self.refused:  # refused before this task first ran
+            await run_control.leave(self)
+            self.done.set()
+            return
         try:
             for slot in self.slots:
                 slot.task = asyncio.create_task(self._run_slot(slot))
             await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
         finally:
-            self._flusher.cancel()
             await run_control.leave(self)
+        if self.refused:
+            self.done.set()
+            return
         self.status = services.comparison_overall_status(
             [s.status for s in self.slots], cancelled=self.cancelled
         )
@@ -265,6 +325,9 @@ class ComparisonRun:
         progress = [slot.progress() for slot in slots]
         for slot in slots:
             slot.dirty = False
+        await self._saved.wait()
+        if self.refused:
+            return
         async with self._save_lock:
             try:
                 await database_sync_to_async(services.comparison_save_progress)(
@@ -272,13 +335,6 @@ class ComparisonRun:
                 )
             except Exception:
                 logger.exception("Could not save comparison %s", self.comparison_id)
-
-    async def _flush_periodically(self) -> None:
-        interval = settings.PLAYGROUND_FLUSH_INTERVAL
-        while True:
-            await asyncio.sleep(interval)
-            # Always write: the write doubles as the heartbeat crash recovery looks at.
-            await self._save([s for s in self.slots if s.dirty])
 
     async def _run_slot(self, slot: SlotRun) -> None:
         sid = self.comparison_id
@@ -444,9 +500,13 @@ class RunRegistry:
 
     def __init__(self) -> None:
         self._runs: dict[str, ComparisonRun] = {}
+        self.flusher = ProgressFlusher(self.all)
 
     def get(self, comparison_id: str) -> ComparisonRun | None:
         return self._runs.get(comparison_id)
+
+    def all(self) -> list[ComparisonRun]:
+        return list(self._runs.values())
 
     def running_for(self, user_id: str) -> int:
         return sum(1 for run in self._runs.values() if run.user_id == user_id)
@@ -462,10 +522,18 @@ class RunRegistry:
         await asyncio.gather(*(run.done.wait() for run in pending))
 
     def add(self, run: ComparisonRun) -> asyncio.Task[None]:
+        """Register ``run`` (starting it if it has not started yet); while any run is
+        registered, their progress is flushed (:mod:`comparisons.flusher`)."""
         self._runs[run.comparison_id] = run
         task = run.start()
-        task.add_done_callback(lambda _: self._runs.pop(run.comparison_id, None))
+        task.add_done_callback(lambda _: self._remove(run))
+        self.flusher.wake()
         return task
+
+    def _remove(self, run: ComparisonRun) -> None:
+        self._runs.pop(run.comparison_id, None)
+        if not self._runs:
+            self.flusher.stop()
 
 
 runs = RunRegistry()

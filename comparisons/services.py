@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Field, Model, Q
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from comparisons.models import (
@@ -95,47 +96,60 @@ def _lock_user(user_id: str) -> None:
     transactions already serialise writers)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"comparison:{user_id}"])
+            cursor.execute(_LOCK_SQL, [f"comparison:{user_id}"])
 
 
-def _check_limits(user_id: str) -> None:
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+
+
+def _usage_sql(user_id: str) -> tuple[str, list[Any]]:
+    """PostgreSQL: the user's running comparisons and starts in the last minute, one query."""
+    since = timezone.now() - timedelta(minutes=1)
+    sql = (
+        "SELECT count(*) FILTER (WHERE status = %s), count(*) FILTER (WHERE created_at >= %s)"
+        f" FROM {Comparison._meta.db_table} WHERE user_id = %s"
+    )
+    return sql, [ComparisonStatus.STREAMING.value, since, user_id]
+
+
+def _refusal(running: int, recent: int) -> LimitExceeded | None:
     running_limit = settings.PLAYGROUND_MAX_RUNNING_PER_USER
     rate_limit = settings.PLAYGROUND_MAX_STARTS_PER_MINUTE
-    mine = Comparison.objects.filter(user_id=user_id)
-    running = mine.filter(status=ComparisonStatus.STREAMING).count()
     if running >= running_limit:
-        raise LimitExceeded(
+        return LimitExceeded(
             f"You already have {running} comparisons running (limit {running_limit}); "
             "wait for one to finish or cancel it."
         )
-    recent = mine.filter(created_at__gte=timezone.now() - timedelta(minutes=1)).count()
     if recent >= rate_limit:
-        raise LimitExceeded(
+        return LimitExceeded(
             f"You started {recent} comparisons in the last minute (limit {rate_limit}); "
             "try again shortly."
         )
+    return None
 
 
-@transaction.atomic
-def comparison_create(
+def _check_limits(user_id: str) -> None:
+    since = timezone.now() - timedelta(minutes=1)
+    row = Comparison.objects.filter(user_id=user_id).aggregate(
+        running=Count("pk", filter=Q(status=ComparisonStatus.STREAMING)),
+        recent=Count("pk", filter=Q(created_at__gte=since)),
+    )
+    refusal = _refusal(row["running"], row["recent"])
+    if refusal is not None:
+        raise refusal
+
+
+def _new_rows(
     *,
+    comparison_id: str | None,
     user_id: str,
     prompt: str,
-    system: str = "",
+    system: str,
     slots: Sequence[SlotSpec],
-    replay_of_id: str | None = None,
-    enforce_limits: bool = True,
-) -> Comparison:
-    """Create a streaming comparison and one pending response per slot, in one transaction.
-
-    With ``enforce_limits`` the per-user running and per-minute limits are checked under a
-    per-user lock in the same transaction, so they hold across server instances sharing the
-    database. Raises :class:`LimitExceeded`.
-    """
-    if enforce_limits:
-        _lock_user(user_id)
-        _check_limits(user_id)
-    comparison = Comparison.objects.create(
+    replay_of_id: str | None,
+) -> tuple[Comparison, list[ModelResponse]]:
+    comparison = Comparison(
+        **({"id": comparison_id} if comparison_id else {}),
         user_id=user_id,
         prompt=prompt,
         system=system,
@@ -144,7 +158,7 @@ def comparison_create(
         heartbeat_at=timezone.now(),
     )
     keys = slot_keys([slot.model for slot in slots])
-    ModelResponse.objects.bulk_create(
+    responses = [
         ModelResponse(
             comparison=comparison,
             position=position,
@@ -155,31 +169,138 @@ def comparison_create(
             max_tokens=slot.max_tokens,
         )
         for position, (key, slot) in enumerate(zip(keys, slots, strict=True))
+    ]
+    return comparison, responses
+
+
+def _insert_sql(model: type[Model], objs: list[Model]) -> list[tuple[str, Sequence[Any]]]:
+    """The ``INSERT`` statements Django's ``bulk_create`` would run for ``objs``."""
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if not (f.primary_key and f.auto_created)]
+    query = InsertQuery(model)
+    query.insert_values(fields, objs)
+    return query.get_compiler(connection=connection).as_sql()
+
+
+def _create_pipelined(comparison: Comparison, responses: list[ModelResponse]) -> None:
+    """PostgreSQL, outside any transaction: lock, count, insert and commit (or roll back) in
+    two network round trips instead of seven (``BEGIN`` … ``COMMIT`` pipelined)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    count_sql, count_params = _usage_sql(comparison.user_id)
+    inserts = _insert_sql(Comparison, [comparison]) + _insert_sql(ModelResponse, list(responses))
+    with raw.cursor() as cursor, raw.cursor() as usage:
+        try:
+            with raw.pipeline():
+                cursor.execute("BEGIN")
+                cursor.execute(_LOCK_SQL, [f"comparison:{comparison.user_id}"])
+                usage.execute(count_sql, count_params)
+                for sql, params in inserts:
+                    cursor.execute(sql, params)
+            row = usage.fetchone() or (0, 0)
+            refusal = _refusal(int(row[0]), int(row[1]))
+        except BaseException:
+            raw.rollback()
+            raise
+        if refusal is not None:
+            cursor.execute("ROLLBACK")
+            raise refusal
+        cursor.execute("COMMIT")
+
+
+def comparison_create(
+    *,
+    user_id: str,
+    prompt: str,
+    system: str = "",
+    slots: Sequence[SlotSpec],
+    replay_of_id: str | None = None,
+    enforce_limits: bool = True,
+    comparison_id: str | None = None,
+) -> Comparison:
+    """Create a streaming comparison and one pending response per slot, in one transaction.
+
+    ``comparison_id`` is the id its run already uses (a new one when omitted).
+
+    With ``enforce_limits`` the per-user running and per-minute limits are checked under a
+    per-user lock in the same transaction, so they hold across server instances sharing the
+    database. Raises :class:`LimitExceeded`.
+    """
+    comparison, responses = _new_rows(
+        comparison_id=comparison_id,
+        user_id=user_id,
+        prompt=prompt,
+        system=system,
+        slots=slots,
+        replay_of_id=replay_of_id,
     )
+    if enforce_limits and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        _create_pipelined(comparison, responses)
+        comparison._state.adding = False
+        comparison._state.db = connection.alias
+        return comparison
+    with transaction.atomic():
+        if enforce_limits:
+            _lock_user(user_id)
+            _check_limits(user_id)
+        comparison.save(force_insert=True)
+        ModelResponse.objects.bulk_create(responses)
     return comparison
 
 
+def _progress_fields() -> list[Field[Any, Any]]:
+    by_name = {field.name: field for field in ModelResponse._meta.concrete_fields}
+    return [by_name[name] for name in PROGRESS_FIELDS]
+
+
+def _progress_statement() -> str:
+    quote = connection.ops.quote_name
+    assignments = ", ".join(
+        f"{quote(f.get_attname_column()[1] or f.name)} = %s" for f in _progress_fields()
+    )
+    return (
+        f"UPDATE {quote(ModelResponse._meta.db_table)} SET {assignments}"
+        f" WHERE {quote('comparison_id')} = %s AND {quote('key')} = %s"
+    )
+
+
 @transaction.atomic
+def comparison_progress_save(
+    *,
+    progress: Sequence[tuple[str, ResponseProgress]],
+    alive: Sequence[str] = (),
+    status: str | None = None,
+) -> None:
+    """Persist model slots' progress (``(comparison id, progress)`` pairs) and the heartbeat of
+    the ``alive`` comparisons (and set their final ``status``), in one transaction.
+
+    One ``UPDATE`` per slot, sent together (``executemany``: pipelined on PostgreSQL), and one
+    for the heartbeats, however many comparisons are in the batch.
+    """
+    if progress:
+        fields = _progress_fields()
+        rows = [
+            [field.get_db_prep_save(getattr(item, field.name), connection) for field in fields]
+            + [comparison_id, item.key]
+            for comparison_id, item in progress
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(_progress_statement(), rows)
+    if alive:
+        now = timezone.now()
+        updates: dict[str, object] = {"heartbeat_at": now, "updated_at": now}
+        if status is not None:
+            updates["status"] = status
+        Comparison.objects.filter(pk__in=list(alive)).update(**updates)
+
+
 def comparison_save_progress(
     *, comparison_id: str, progress: Sequence[ResponseProgress], status: str | None = None
 ) -> None:
-    """Persist the given slots' progress and the heartbeat (and a final status), atomically."""
-    if progress:
-        rows = {
-            row.key: row
-            for row in ModelResponse.objects.filter(
-                comparison_id=comparison_id, key__in=[p.key for p in progress]
-            )
-        }
-        for item in progress:
-            row = rows[item.key]
-            for name in PROGRESS_FIELDS:
-                setattr(row, name, getattr(item, name))
-        ModelResponse.objects.bulk_update(list(rows.values()), PROGRESS_FIELDS)
-    updates: dict[str, object] = {"heartbeat_at": timezone.now(), "updated_at": timezone.now()}
-    if status is not None:
-        updates["status"] = status
-    Comparison.objects.filter(pk=comparison_id).update(**updates)
+    """Persist one comparison's slots' progress and heartbeat (and a final status), atomically."""
+    comparison_progress_save(
+        progress=[(comparison_id, item) for item in progress], alive=[comparison_id], status=status
+    )
 
 
 def comparison_overall_status(statuses: Sequence[str], *, cancelled: bool = False) -> str:

@@ -1,0 +1,70 @@
+"""One progress writer per process: the text so far of every streaming comparison, in batches.
+
+Every ``PLAYGROUND_FLUSH_INTERVAL`` the dirty model slots of *all* local runs and the heartbeat
+of each run go to the database in one call (one transaction, one statement per kind), however
+many comparisons are streaming: database writes grow with time and models, never with chunks,
+and the single database thread is not kept busy by one transaction per comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from comparisons import services
+
+if TYPE_CHECKING:
+    from comparisons.runner import ComparisonRun, SlotRun
+
+logger = logging.getLogger(__name__)
+
+
+class ProgressFlusher:
+    """Flushes the runs ``source`` returns, while there are any, on the current event loop."""
+
+    def __init__(self, source: Callable[[], Iterable[ComparisonRun]]) -> None:
+        self._source = source
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Make sure the periodic flush runs on this event loop."""
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._task = asyncio.create_task(self._every_interval(), name="progress-flusher")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def flush(self) -> None:
+        """Write every dirty slot and every run's heartbeat now (one database call)."""
+        runs = [run for run in self._source() if not run.refused]
+        if not runs:
+            return
+        progress: list[tuple[str, services.ResponseProgress]] = []
+        taken: list[SlotRun] = []
+        for run in runs:
+            for slot in run.slots:
+                if slot.dirty:
+                    slot.dirty = False
+                    progress.append((run.comparison_id, slot.progress()))
+                    taken.append(slot)
+        try:
+            await database_sync_to_async(services.comparison_progress_save)(
+                progress=progress, alive=[run.comparison_id for run in runs]
+            )
+        except Exception:
+            logger.exception("Could not save the progress of %d comparisons", len(runs))
+            for slot in taken:
+                slot.dirty = True  # the next flush tries again
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PLAYGROUND_FLUSH_INTERVAL)
+            await self.flush()
