@@ -42,7 +42,7 @@ async def test_a_cancelled_receive_always_ends(redis_url: str) -> None:
         receive.cancel()
         done, _ = await asyncio.wait([receive], timeout=2)
         if done:
-            await layer.close_pools()  # type: ignore[attr-defined]
+            await layer.close_pools()
         else:
             not_ended.append(steps)
     assert not_ended == [], f"receive() still running after cancel at steps {not_ended}"
@@ -59,4 +59,4 @@ async def test_messages_still_flow_and_an_idle_receive_outlasts_the_pop_timeout(
     assert not receive.done()
     await layer.send(channel, {"type": "hello", "n": 1})
     assert await asyncio.wait_for(receive, 5) == {"type": "hello", "n": 1}
-    await layer.close_pools()  # type: ignore[attr-defined]
+    await layer.close_pools()
