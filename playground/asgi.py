@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,6 +17,10 @@ from django.conf import settings  # noqa: E402
 from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
 from playground.origin import origin_validator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
+from providers.registry import providers  # noqa: E402
+
+for _error in providers.preload():  # SDK imports now, not on the first comparison's event loop
+    logging.getLogger(__name__).error("Provider not loaded: %s", _error)
 
 application = ProtocolTypeRouter(
     {

@@ -101,6 +101,22 @@ class ProviderHandler:
             )
         return backend(alias, config.get("OPTIONS") or {})
 
+    def preload(self) -> list[str]:
+        """Load every configured provider now; returns the errors of those that cannot load.
+
+        Called when the server starts: the SDKs take about two seconds to import, and imported on
+        first use they stalled the event loop, every socket of the process included, while the
+        first comparison after a start waited. A provider that cannot load is reported and left
+        to fail the way it would on use (a named error for the comparison that asks for it).
+        """
+        errors = []
+        for alias in self.aliases():
+            try:
+                self[alias]
+            except ImproperlyConfigured as exc:
+                errors.append(str(exc))
+        return errors
+
     def reset(self) -> None:
         """Forget the cached instances (they are rebuilt from settings on next use)."""
         with self._lock:

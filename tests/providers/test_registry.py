@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,32 @@ def test_instances_are_cached_and_reset_on_settings_change(settings: object) -> 
         assert providers.aliases() == ["x"]
         assert providers["x"].alias == "x"
     assert providers["demo"] is not second
+
+
+def test_preload_loads_every_provider_and_reports_the_ones_that_cannot(settings: object) -> None:
+    settings.PRELOAD_PROVIDERS = {  # type: ignore[attr-defined]
+        "d": {"BACKEND": "providers.backends.demo.DemoProvider"},
+        "broken": {"BACKEND": "providers.backends.nowhere.Provider"},
+    }
+    handler = ProviderHandler("PRELOAD_PROVIDERS")
+    errors = handler.preload()
+    assert len(errors) == 1 and "'broken'" in errors[0] and "nowhere" in errors[0]
+    assert handler._instances.keys() == {"d"}  # loaded and cached: the first use imports nothing
+
+
+def test_the_server_imports_the_sdks_before_the_first_comparison(tmp_path: Path) -> None:
+    """Loading the ASGI application loads the providers: no SDK import on the first request."""
+    code = (
+        "import sys, playground.asgi; "
+        "print(all(m in sys.modules for m in ('anthropic', 'google.genai')))"
+    )
+    env = {**os.environ, "DATA_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
 
 
 def test_separate_handler_reads_another_setting(settings: object) -> None:
