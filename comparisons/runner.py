@@ -176,7 +176,6 @@ class ComparisonRun:
         self._saved = asyncio.Event()
         if saved:
             self._saved.set()
-        self._flusher: asyncio.Task[None] | None = None
         self._main: asyncio.Task[None] | None = None
 
     # --- subscribers -----------------------------------------------------------------------
