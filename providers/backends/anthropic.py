@@ -1,15 +1,19 @@
-"""Anthropic (Claude) through the official ``anthropic`` SDK's streaming Messages API."""
+"""Anthropic (Claude): the official ``anthropic`` SDK sends the streaming Messages request and maps
+its HTTP errors; the event stream itself is read by :mod:`providers.sse`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 import anthropic
 import httpx2
 
 from ..base import BaseProvider
+from ..sse import sse_data
 from ..types import (
     AuthenticationFailed,
     BadRequest,
@@ -83,29 +87,43 @@ class AnthropicProvider(BaseProvider):
         stop_reason: str | None = None
         finished = False
         streamed = False
+        loads = json.loads
         try:
-            stream = await self.client().messages.create(stream=True, **params)
-            async with stream:
-                async for event in stream:
-                    kind = event.type
+            # The SDK builds and sends the request, retries and maps HTTP errors; the body is
+            # read here (providers/sse.py), one json.loads per event, no typed models.
+            async with (
+                self.client().messages.with_streaming_response.create(
+                    stream=True, **params
+                ) as response,
+                aclosing(sse_data(response.iter_bytes())) as events,
+            ):
+                async for data in events:
+                    event = loads(data)
+                    kind = event["type"]
                     if kind == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta":
+                        delta = event["delta"]
+                        if delta["type"] == "text_delta":
                             streamed = True
-                            yield TextDelta(delta.text)
+                            yield TextDelta(delta["text"])
                     elif kind == "message_start":
-                        usage = event.message.usage
-                        cached = usage.cache_read_input_tokens or 0
+                        usage = event["message"]["usage"]
+                        cached = usage.get("cache_read_input_tokens") or 0
                         input_tokens = (
-                            usage.input_tokens + cached + (usage.cache_creation_input_tokens or 0)
+                            usage["input_tokens"]
+                            + cached
+                            + (usage.get("cache_creation_input_tokens") or 0)
                         )
-                        output_tokens = usage.output_tokens or 0
+                        output_tokens = usage.get("output_tokens") or 0
                     elif kind == "message_delta":
-                        output_tokens = event.usage.output_tokens or output_tokens
-                        stop_reason = event.delta.stop_reason
+                        output_tokens = (event.get("usage") or {}).get(
+                            "output_tokens"
+                        ) or output_tokens
+                        stop_reason = event["delta"].get("stop_reason")
                     elif kind == "message_stop":
                         finished = True
                         break
+                    elif kind == "error":
+                        raise self._stream_error(event.get("error"))
         except anthropic.APIStatusError as exc:
             raise self._status_error(exc, streamed) from None
         except anthropic.APITimeoutError:
@@ -116,7 +134,7 @@ class AnthropicProvider(BaseProvider):
             raise ProviderTimeout("Anthropic stopped sending (read timeout)") from None
         except httpx2.HTTPError:
             raise StreamBroken("The connection to Anthropic broke mid-answer") from None
-        except (ValueError, KeyError, AttributeError):
+        except (ValueError, LookupError, TypeError, AttributeError):
             raise StreamBroken("Anthropic sent a malformed stream event") from None
         if not finished:
             raise StreamBroken("Anthropic ended the stream before the answer was complete")
@@ -126,6 +144,14 @@ class AnthropicProvider(BaseProvider):
             ),
             _FINISH.get(stop_reason or "", stop_reason),
         )
+
+    @staticmethod
+    def _stream_error(error: object) -> ProviderError:
+        """The outcome of an ``event: error`` in the middle of a 200 stream."""
+        kind = error.get("type") if isinstance(error, dict) else None
+        if kind == "overloaded_error":
+            return Overloaded("Anthropic is overloaded; try again shortly", status=529)
+        return StreamBroken(f"Anthropic reported an error mid-answer ({kind or 'error'})")
 
     def _status_error(self, exc: anthropic.APIStatusError, streamed: bool) -> ProviderError:
         status = exc.status_code

@@ -51,7 +51,7 @@ async def test_gemini_request_body(upstream_providers: FakeUpstream) -> None:
     out = await collect(providers["google"], request)
     assert out.text == "ok"
     [recorded] = upstream_providers.requests_for("body")
-    # The SDK picks the API version (v1beta or v1); the model path follows it.
+    # The API version (v1beta unless OPTIONS say otherwise) comes first; the model path follows.
     assert recorded.path.startswith("/v1")
     assert recorded.path.endswith("/models/gemini-2.5-pro:streamGenerateContent")
     assert recorded.query == {"alt": "sse"}
