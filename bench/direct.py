@@ -1,8 +1,10 @@
 """Baseline (its own process): the same SDKs consuming the fake upstream directly, no server.
 
 ``python -m bench.direct <config.json>``: per "comparison" one Gemini and one Anthropic stream,
-built the way ``providers/backends`` build their clients, started on the same ramp as the load
-generator; records ``time.monotonic()`` at every yielded text delta.
+through each SDK's own streaming method (what a developer calling the SDKs would write), with the
+connection limits ``providers/backends`` use (1,000; httpx's default of 100 would hold Gemini
+streams back above 100), started on the same ramp as the load generator; records
+``time.monotonic()`` at every yielded text delta.
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
         http_options=types.HttpOptions(
             base_url=url,
             timeout=60_000,
-            httpx_async_client=httpx.AsyncClient(timeout=60.0),
+            httpx_async_client=httpx.AsyncClient(
+                timeout=60.0,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            ),
         ),
     )
 
