@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -30,3 +31,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded so far (Django, both SDKs: ~280,000 objects) lives as long as the process.
+# Left to the cyclic collector, each full collection scanned all of it with the event loop
+# stopped: 75-100 ms, a stall every stream saw (docs/benchmarks.md). Frozen, it is never scanned.
+gc.collect()
+gc.freeze()
