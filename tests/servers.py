@@ -94,6 +94,7 @@ class Server:
         self.port = port or free_port()
         self.env = dict(env, PORT=str(self.port), HOST="127.0.0.1")
         self.process: subprocess.Popen[bytes] | None = None
+        self.stdout: Path | None = None
 
     @property
     def url(self) -> str:
@@ -103,14 +104,17 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, timeout: float = 30.0) -> Server:
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+    def start(self, timeout: float = 30.0, stdout: Path | None = None) -> Server:
+        """Start and wait until ``/`` answers; the process's stdout goes to ``stdout`` if given."""
+        self.stdout = stdout
+        with open(stdout, "wb") if stdout else contextlib.nullcontext() as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "serve"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out or subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -307,6 +307,39 @@ async def test_daphne_closes_an_oversized_frame_with_1009(database, tmp_path, au
         server.stop()
 
 
+@pytest.mark.parametrize(("choice", "loop"), [(None, "uvloop"), ("asyncio", "asyncio")])
+async def test_serve_runs_on_the_chosen_event_loop(
+    choice: str | None, loop: str, database: str, tmp_path: Path, auth: ProcessAuth
+) -> None:
+    """uvloop unless PLAYGROUND_EVENT_LOOP says asyncio; the banner names it; both stream."""
+    extra = {"PLAYGROUND_EVENT_LOOP": choice} if choice else {}
+    out = tmp_path / "serve.out"
+    server = Server(demo_env(database, tmp_path, auth, **extra)).start(stdout=out)
+    try:
+        assert f"event loop: {loop})" in out.read_text()
+        socket = await open_socket(server, auth, "user_loop")
+        await socket.send("startComparison", {"prompt": "hello", "providers": ["demo"]})
+        events = await socket.until("comparisonComplete")
+        assert events[-1]["data"]["status"] == "complete"
+        assert any(e["event"] == "modelChunk" for e in events)
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_an_unknown_event_loop(database: str, tmp_path: Path) -> None:
+    env = server_env(database, tmp_path, PLAYGROUND_EVENT_LOOP="trio")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "PLAYGROUND_EVENT_LOOP must be one of uvloop, asyncio, not 'trio'" in done.stderr
+
+
 @pytest.mark.redis
 async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
     database, tmp_path, auth, redis_url

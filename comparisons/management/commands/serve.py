@@ -16,16 +16,21 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from daphne.server import twisted_loop
+
         from comparisons.maintenance import start_sweeper
         from playground.daphne_server import PlaygroundCommandLine
+        from playground.eventloop import event_loop_name
 
         start_sweeper()
 
         host = options["host"] or settings.HOST
         port = options["port"] or settings.PORT
         self.stdout.write(
-            f"AI Playground API on http://{host}:{port} (WebSocket ws://{host}:{port}/ws)"
+            f"AI Playground API on http://{host}:{port} (WebSocket ws://{host}:{port}/ws, "
+            f"event loop: {event_loop_name(twisted_loop)})"
         )
+        self.stdout.flush()
         PlaygroundCommandLine().run(
             [
                 "-b",
