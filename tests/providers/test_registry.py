@@ -75,9 +75,10 @@ def test_the_server_imports_the_sdks_before_the_first_comparison(tmp_path: Path)
     and what it loaded is frozen, so the collector's full passes (which stop the event loop)
     never scan it again."""
     code = (
-        "import gc, sys, playground.asgi; "
+        "import gc, sys, sniffio, playground.asgi; "
         "print(all(m in sys.modules for m in ('anthropic', 'google.genai')), "
-        "gc.get_freeze_count() > 100_000, len(gc.get_objects()) < 10_000)"
+        "gc.get_freeze_count() > 100_000, len(gc.get_objects()) < 10_000, "
+        "sniffio.current_async_library_cvar.get())"
     )
     env = {**os.environ, "DATA_DIR": str(tmp_path)}
     env.pop("DATABASE_URL", None)
@@ -85,7 +86,7 @@ def test_the_server_imports_the_sdks_before_the_first_comparison(tmp_path: Path)
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True True True"
+    assert done.stdout.strip() == "True True True asyncio"
 
 
 def test_separate_handler_reads_another_setting(settings: object) -> None:
