@@ -264,6 +264,25 @@ def _progress_statement() -> str:
     )
 
 
+def _progress_statement_values(count: int) -> str:
+    """PostgreSQL: one ``UPDATE … FROM (VALUES …)`` for ``count`` slots (each value cast to its
+    column's type, so NULLs and JSON keep their types)."""
+    quote = connection.ops.quote_name
+    fields = _progress_fields()
+    columns = [quote(f.get_attname_column()[1] or f.name) for f in fields]
+    casts = [f"%s::{f.cast_db_type(connection)}" for f in fields] + ["%s::varchar", "%s::varchar"]
+    row = f"({', '.join(casts)})"
+    names = [*columns, quote("_comparison_id"), quote("_key")]
+    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+    table = quote(ModelResponse._meta.db_table)
+    return (
+        f"UPDATE {table} AS t SET {assignments}"
+        f" FROM (VALUES {', '.join([row] * count)}) AS v({', '.join(names)})"
+        f" WHERE t.{quote('comparison_id')} = v.{quote('_comparison_id')}"
+        f" AND t.{quote('key')} = v.{quote('_key')}"
+    )
+
+
 @transaction.atomic
 def comparison_progress_save(
     *,
@@ -274,8 +293,8 @@ def comparison_progress_save(
     """Persist model slots' progress (``(comparison id, progress)`` pairs) and the heartbeat of
     the ``alive`` comparisons (and set their final ``status``), in one transaction.
 
-    One ``UPDATE`` per slot, sent together (``executemany``: pipelined on PostgreSQL), and one
-    for the heartbeats, however many comparisons are in the batch.
+    On PostgreSQL one ``UPDATE … FROM (VALUES …)`` for all the slots (elsewhere one per slot,
+    sent together) and one for the heartbeats, however many comparisons are in the batch.
     """
     if progress:
         fields = _progress_fields()
@@ -285,7 +304,10 @@ def comparison_progress_save(
             for comparison_id, item in progress
         ]
         with connection.cursor() as cursor:
-            cursor.executemany(_progress_statement(), rows)
+            if connection.vendor == "postgresql":
+                cursor.execute(_progress_statement_values(len(rows)), [v for r in rows for v in r])
+            else:
+                cursor.executemany(_progress_statement(), rows)
     if alive:
         now = timezone.now()
         updates: dict[str, object] = {"heartbeat_at": now, "updated_at": now}

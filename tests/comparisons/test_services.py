@@ -148,3 +148,67 @@ def test_response_rows_are_unique_per_slot() -> None:
             provider="demo",
             model_name="demo-echo",
         )
+
+
+def test_progress_save_writes_every_slot_of_every_comparison_in_one_call() -> None:
+    """The flusher's batch: values of every type (and NULLs) land on the right rows, heartbeats
+    move, and slots left out of the batch are untouched."""
+    first = services.comparison_create(user_id="user_p", prompt="Hi", slots=SLOTS)
+    second = services.comparison_create(user_id="user_p", prompt="Ho", slots=SLOTS[:2])
+    started = timezone.now() - timedelta(seconds=3)
+    done = services.ResponseProgress(
+        key="demo-echo",
+        status="complete",
+        content='It\'s "quoted", ünïcode\nand 100% done',
+        chunk_count=3,
+        timeline=[[0.0, 1.0], [12.5, 2.0]],
+        finish_reason="stop",
+        duration_ms=1234.5,
+        time_to_first_token_ms=12.25,
+        input_tokens=7,
+        output_tokens=3,
+        total_tokens=10,
+        tokens_per_second=2.5,
+        estimated_cost=0.00012345,
+        started_at=started,
+        finished_at=started + timedelta(seconds=1),
+    )
+    streaming = services.ResponseProgress(
+        key="demo-echo#2", status="streaming", content="par", chunk_count=1, started_at=started
+    )
+    failed = services.ResponseProgress(
+        key="demo-echo", status="error", content="", chunk_count=0, error="Provider said no"
+    )
+    before = Comparison.objects.get(pk=second.pk).heartbeat_at
+    services.comparison_progress_save(
+        progress=[(first.pk, done), (first.pk, streaming), (second.pk, failed)],
+        alive=[first.pk, second.pk],
+    )
+    rows = {(r.comparison_id, r.key): r for r in ModelResponse.objects.all()}
+    saved = rows[(first.pk, "demo-echo")]
+    assert (saved.status, saved.content, saved.chunk_count, saved.timeline) == (
+        "complete",
+        done.content,
+        3,
+        [[0.0, 1.0], [12.5, 2.0]],
+    )
+    assert (saved.duration_ms, saved.time_to_first_token_ms, saved.tokens_per_second) == (
+        1234.5,
+        12.25,
+        2.5,
+    )
+    assert (saved.input_tokens, saved.output_tokens, saved.total_tokens) == (7, 3, 10)
+    assert saved.estimated_cost == pytest.approx(0.00012345)
+    assert (saved.started_at, saved.finished_at) == (done.started_at, done.finished_at)
+    partial = rows[(first.pk, "demo-echo#2")]
+    assert (partial.status, partial.content, partial.duration_ms, partial.finished_at) == (
+        "streaming",
+        "par",
+        None,
+        None,
+    )
+    assert rows[(second.pk, "demo-echo")].error == "Provider said no"
+    assert rows[(second.pk, "demo-echo#2")].status == "pending"  # not in the batch
+    assert rows[(first.pk, "claude-sonnet-4-5-20250929")].status == "pending"
+    after = Comparison.objects.get(pk=second.pk).heartbeat_at
+    assert after is not None and (before is None or after > before)
