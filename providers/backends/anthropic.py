@@ -86,7 +86,6 @@ class AnthropicProvider(BaseProvider):
         input_tokens = cached = output_tokens = 0
         stop_reason: str | None = None
         finished = False
-        streamed = False
         loads = json.loads
         try:
             # The SDK builds and sends the request, retries and maps HTTP errors; the body is
@@ -103,7 +102,6 @@ class AnthropicProvider(BaseProvider):
                     if kind == "content_block_delta":
                         delta = event["delta"]
                         if delta["type"] == "text_delta":
-                            streamed = True
                             yield TextDelta(delta["text"])
                     elif kind == "message_start":
                         usage = event["message"]["usage"]
@@ -125,7 +123,7 @@ class AnthropicProvider(BaseProvider):
                     elif kind == "error":
                         raise self._stream_error(event.get("error"))
         except anthropic.APIStatusError as exc:
-            raise self._status_error(exc, streamed) from None
+            raise self._status_error(exc) from None
         except anthropic.APITimeoutError:
             raise ProviderTimeout("Anthropic did not answer in time") from None
         except anthropic.APIConnectionError:
@@ -153,7 +151,8 @@ class AnthropicProvider(BaseProvider):
             return Overloaded("Anthropic is overloaded; try again shortly", status=529)
         return StreamBroken(f"Anthropic reported an error mid-answer ({kind or 'error'})")
 
-    def _status_error(self, exc: anthropic.APIStatusError, streamed: bool) -> ProviderError:
+    def _status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
+        """The outcome of an HTTP error status (the SDK raises these before any text)."""
         status = exc.status_code
         body = exc.body
         error = body.get("error") if isinstance(body, dict) else None
@@ -162,9 +161,6 @@ class AnthropicProvider(BaseProvider):
         detail = f": {detail}" if isinstance(detail, str) and detail and detail != kind else ""
         if kind == "overloaded_error" or status == 529:
             return Overloaded("Anthropic is overloaded; try again shortly", status=529)
-        if status == 200 or streamed:
-            # An ``event: error`` in the middle of a 200 stream.
-            return StreamBroken(f"Anthropic reported an error mid-answer ({kind or 'error'})")
         if isinstance(exc, anthropic.AuthenticationError):
             return AuthenticationFailed(f"Anthropic rejected the API key ({status})", status=status)
         if isinstance(exc, anthropic.PermissionDeniedError):
