@@ -51,6 +51,8 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         self.started: set[str] = set()
         self.watching: set[str] = set()
         self.pending_watch: dict[str, asyncio.TimerHandle] = {}
+        #: Remote runs that answered this socket's watch request.
+        self.answered: set[str] = set()
         await super().connect()
 
     async def disconnect(self, code: int) -> None:
@@ -150,7 +152,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             self.watching.add(comparison_id)
             await self.channel_layer.group_add(watch_group(comparison_id), self.channel_name)
         if comparison.status != ComparisonStatus.STREAMING or self.channel_layer is None:
-            await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+            await self._send_saved(comparison)
             return
         # Running in another server process: ask it for a snapshot + live events.
         loop = asyncio.get_running_loop()
@@ -172,11 +174,18 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
     async def watch_event(self, message: dict[str, Any]) -> None:
         """Events of a watched comparison from another process (``texts``, in order) or one
         event of a recorded replay (``text``)."""
-        handle = self.pending_watch.pop(message.get("session", ""), None)
+        session = message.get("session", "")
+        texts = message.get("texts")
+        if texts is None:
+            await self.send_text(message["text"])
+            return
+        handle = self.pending_watch.pop(session, None)
         if handle is not None:
             handle.cancel()
-        texts = message.get("texts")
-        await self.send_texts(texts if texts is not None else [message["text"]])
+            self.answered.add(session)
+        elif session not in self.answered:
+            return  # too late: the saved state and its end marker were sent instead
+        await self.send_texts(texts)
 
     # --- helpers -------------------------------------------------------------------------------
     def _owned_run(self, comparison_id: str) -> ComparisonRun | None:
@@ -230,7 +239,16 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             return
         del self.pending_watch[comparison_id]
         if comparison is not None:
-            await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+            await self._send_saved(comparison)
+
+    async def _send_saved(self, comparison: Comparison) -> None:
+        """The saved state as ``sessionSnapshot``; a finished comparison's is followed by its
+        one ``comparisonComplete``, as from a run, so every watcher gets one end marker."""
+        await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+        if comparison.status != ComparisonStatus.STREAMING:
+            await self.send_event(
+                "comparisonComplete", {"sessionId": comparison.id, "status": comparison.status}
+            )
 
 
 def _alive(comparison: Comparison) -> bool:

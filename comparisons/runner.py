@@ -177,6 +177,8 @@ class ComparisonRun:
         if saved:
             self._saved.set()
         self._main: asyncio.Task[None] | None = None
+        #: The ``comparisonComplete`` frame, once sent.
+        self._final: str | None = None
 
     # --- subscribers -----------------------------------------------------------------------
     def subscribe(self, name: str, send: Subscriber) -> None:
@@ -188,9 +190,14 @@ class ComparisonRun:
             subscriber.close()
 
     def watch(self, name: str, target: BatchSubscriber) -> None:
-        """Add a watcher: it gets ``sessionSnapshot`` now and then every later event."""
+        """Add a watcher: it gets ``sessionSnapshot`` now and then every later event, up to
+        exactly one ``comparisonComplete`` (at once when the run has already sent it)."""
         watcher = QueuedSubscriber(target, name)
         watcher.queue.put_nowait(encode_event("sessionSnapshot", self.snapshot()))
+        if self._final is not None:
+            watcher.queue.put_nowait(self._final)
+            watcher.close()
+            return
         self.subscribers[name] = watcher
 
     async def publish(self, text: str) -> None:
@@ -295,30 +302,31 @@ class ComparisonRun:
                 self.cancel_slot(slot)
 
     async def _run(self) -> None:
-        if self.refused:  # refused before this task first ran
-            await run_control.leave(self)
-            self.done.set()
-            return
+        # Watch requests from other processes are answered until the final event is out: the
+        # run leaves its group only after ``comparisonComplete``.
         try:
+            if self.refused:  # refused before this task first ran
+                return
             for slot in self.slots:
                 slot.task = asyncio.create_task(self._run_slot(slot))
             await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
+            if self.refused:
+                return
+            self.status = services.comparison_overall_status(
+                [s.status for s in self.slots], cancelled=self.cancelled
+            )
+            await self._save([], status=self.status)
+            final = encode_event(
+                "comparisonComplete", {"sessionId": self.comparison_id, "status": self.status}
+            )
+            self._final = final
+            await self.publish(final)
+            for subscriber in self.subscribers.values():
+                if isinstance(subscriber, QueuedSubscriber):
+                    subscriber.close()
         finally:
             await run_control.leave(self)
-        if self.refused:
             self.done.set()
-            return
-        self.status = services.comparison_overall_status(
-            [s.status for s in self.slots], cancelled=self.cancelled
-        )
-        await self._save([], status=self.status)
-        await self.emit(
-            "comparisonComplete", {"sessionId": self.comparison_id, "status": self.status}
-        )
-        for subscriber in self.subscribers.values():
-            if isinstance(subscriber, QueuedSubscriber):
-                subscriber.close()
-        self.done.set()
 
     async def _save(self, slots: list[SlotRun], *, status: str | None = None) -> None:
         progress = [slot.progress() for slot in slots]
