@@ -17,6 +17,7 @@ import pytest
 import websockets
 
 from tests.comparisons.test_lifecycle import assert_watched_exactly_once
+from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ROOT, ProcessAuth, Server, process_database, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -389,6 +390,84 @@ async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
         assert sum(chunks for chunks, _ in results) > 2_000
         # Chunks relayed through Redis to the other process, as live events (not snapshots).
         assert sum(crossed for _, crossed in results) > 1_000
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_refused_starts_reach_no_provider_across_two_processes(
+    database, tmp_path, auth, fake_upstream
+) -> None:
+    """Two server processes share the database; upstream requests are counted at the fake
+    upstream. A burst of 30 sockets x 6 models over both opens requests for the 3 admitted
+    starts only; once the user is at a limit on one process, starts on the other open none."""
+    upstream = fake_upstream
+    upstream.script("burst", deltas=[f"w{i} " for i in range(100)], delay=0.05)
+    upstream.script("over", deltas=[f"w{i} " for i in range(100)], delay=0.05)
+    upstream.script("quick", deltas=["ok"])
+    env = server_env(
+        database,
+        tmp_path,
+        **auth.env(),
+        ANTHROPIC_API_KEY=TEST_API_KEY,
+        ANTHROPIC_BASE_URL=upstream.url,
+        GOOGLE_GEMINI_API_KEY=TEST_API_KEY,
+        GOOGLE_GEMINI_BASE_URL=upstream.url,
+        PLAYGROUND_MAX_RUNNING_PER_USER="3",
+        PLAYGROUND_MAX_STARTS_PER_MINUTE="4",
+    )
+    first, second = Server(env).start(), Server(env).start()
+    six = [{"provider": "google"}, {"provider": "anthropic"}] * 3
+    try:
+        sockets = [
+            await open_socket(first if n % 2 else second, auth, "user_burst") for n in range(30)
+        ]
+        await asyncio.gather(
+            *(
+                s.send("startComparison", {"prompt": "scenario:burst", "models": six})
+                for s in sockets
+            )
+        )
+        replies = [await s.receive(timeout=30) for s in sockets]
+        admitted = [
+            s for s, r in zip(sockets, replies, strict=True) if r["event"] == "sessionCreated"
+        ]
+        refusals = [r for r in replies if r["event"] == "error"]
+        assert len(admitted) == 3 and len(refusals) == 27
+        assert all("limit 3" in r["data"]["message"] for r in refusals)
+        for socket in admitted:
+            await socket.until("modelChunk")
+
+        # At the running limit (3 running over both processes): 5 more starts on each refused.
+        for server in (first, second):
+            late = await open_socket(server, auth, "user_burst")
+            for _ in range(5):
+                await late.send("startComparison", {"prompt": "scenario:over", "models": six})
+                assert "limit 3" in (await late.until("error"))[-1]["data"]["message"]
+
+        # At the per-minute limit (4 starts): a fourth start is admitted, five more refused.
+        rate = await open_socket(first, auth, "user_rate")
+        for _ in range(4):
+            await rate.send(
+                "startComparison", {"prompt": "scenario:quick", "providers": ["google"]}
+            )
+            assert (await rate.until("comparisonComplete"))[0]["event"] == "sessionCreated"
+        other = await open_socket(second, auth, "user_rate")
+        for _ in range(5):
+            await other.send("startComparison", {"prompt": "scenario:over", "models": six})
+            assert "limit 4" in (await other.until("error"))[-1]["data"]["message"]
+
+        # An admitted start of another user on each process, start to end: a request that a
+        # refused start had opened would have reached the upstream long before.
+        for server in (first, second):
+            barrier = await open_socket(server, auth, "user_barrier")
+            await barrier.send(
+                "startComparison", {"prompt": "scenario:quick", "providers": ["google"]}
+            )
+            await barrier.until("comparisonComplete")
+        assert len(upstream.requests_for("quick")) == 6
+        assert len(upstream.requests_for("burst")) == 18
+        assert upstream.requests_for("over") == []
     finally:
         first.stop()
         second.stop()
