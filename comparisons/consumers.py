@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.consumers import AuthenticatedJsonConsumer
 from comparisons import selectors, services
 from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
-from comparisons.groups import run_group, watch_group
+from comparisons.groups import WatchEvent, run_group, watch_group
 from comparisons.launch import comparison_launch, session_created_payload
 from comparisons.models import Comparison, ComparisonStatus
 from comparisons.runner import ComparisonRun, runs
@@ -53,6 +53,8 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         self.pending_watch: dict[str, asyncio.TimerHandle] = {}
         #: Remote runs that answered this socket's watch request.
         self.answered: set[str] = set()
+        #: Recorded replays whose opening snapshot this socket forwarded.
+        self.replays: set[str] = set()
         await super().connect()
 
     async def disconnect(self, code: int) -> None:
@@ -172,20 +174,23 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
 
     # --- channel-layer messages ----------------------------------------------------------------
     async def watch_event(self, message: dict[str, Any]) -> None:
-        """Events of a watched comparison from another process (``texts``, in order) or one
-        event of a recorded replay (``text``)."""
-        session = message.get("session", "")
-        texts = message.get("texts")
-        if texts is None:
-            await self.send_text(message["text"])
+        """Events of a watched comparison from another process, or of a recorded replay."""
+        event = WatchEvent.from_message(message)
+        if event.replay is not None:
+            if event.opens:
+                self.replays.add(event.replay)
+            elif event.replay not in self.replays:
+                return  # joined mid-replay: without its snapshot, its chunks would not add up
+            await self.send_texts(event.texts)
             return
+        session = event.session
         handle = self.pending_watch.pop(session, None)
         if handle is not None:
             handle.cancel()
             self.answered.add(session)
         elif session not in self.answered:
             return  # too late: the saved state and its end marker were sent instead
-        await self.send_texts(texts)
+        await self.send_texts(event.texts)
 
     # --- helpers -------------------------------------------------------------------------------
     def _owned_run(self, comparison_id: str) -> ComparisonRun | None:

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from comparisons import services
 from comparisons.flusher import ProgressFlusher
-from comparisons.groups import run_group
+from comparisons.groups import WatchEvent, run_group
 from comparisons.models import ComparisonStatus, ResponseStatus
 from providers.base import BaseProvider
 from providers.types import ProviderError, StreamEnd, StreamRequest
@@ -466,7 +466,7 @@ def _remote_sender(layer: Any, session: str, reply: str) -> BatchSubscriber:
     """Frames of ``session`` to the channel ``reply`` of a watcher in another process."""
 
     async def send(texts: list[str]) -> None:
-        await layer.send(reply, {"type": "watch.event", "texts": texts, "session": session})
+        await layer.send(reply, WatchEvent(session=session, texts=texts).message())
 
     return send
 

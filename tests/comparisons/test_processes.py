@@ -249,10 +249,50 @@ def test_compare_with_the_demo_provider_and_replays(database, tmp_path, auth) ->
     assert "not configured" in missing_key.stdout
 
 
+def assert_snapshots_and_chunks_add_up(events: list[dict[str, Any]]) -> dict[str, str]:
+    """Each ``sessionSnapshot`` resets the count: the chunks after it carry ``nextIndex``,
+    ``nextIndex + 1``, ... per model (never an index twice). Returns the text after the last."""
+    text: dict[str, str] = {}
+    expected: dict[str, int] = {}
+    for event in events:
+        data = event["data"]
+        if event["event"] == "sessionSnapshot":
+            text = {m["key"]: m["content"] for m in data["models"]}
+            expected = {m["key"]: m["nextIndex"] for m in data["models"]}
+        elif event["event"] == "modelChunk":
+            assert data["index"] == expected[data["model"]], (data, expected)
+            expected[data["model"]] += 1
+            text[data["model"]] += data["chunk"]
+    return text
+
+
+async def play_recorded(comparison_id: str, speed: str, env: dict[str, str]) -> list[Any]:
+    player = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "manage.py",
+        "replay",
+        comparison_id,
+        "--recorded",
+        "--speed",
+        speed,
+        "--json",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await player.communicate()
+    assert player.returncode == 0, err.decode()
+    return list(json.loads(out))
+
+
 @pytest.mark.redis
 async def test_recorded_replay_reaches_watchers_on_a_server(
     database, tmp_path, auth, redis_url
 ) -> None:
+    """A recorded replay is a new stream of the comparison's events: it opens with its own
+    snapshot (nothing played, ``nextIndex`` 0), so a watcher that already has the final snapshot
+    (``nextIndex`` N) never sees an index twice; a watcher that joins mid-replay gets none of it."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     env = demo_env(
         database,
@@ -267,29 +307,38 @@ async def test_recorded_replay_reaches_watchers_on_a_server(
             "compare", "Replay me", "--models", "demo", "--user", "user_rec", "--json", env=env
         ).stdout
     )
+    content = made["responses"]["demo-echo"]["content"]
     server = Server(env).start()
     try:
         watcher = await open_socket(server, auth, "user_rec")
         await watcher.send("watchSession", {"sessionId": made["id"]})
-        assert (await watcher.receive())["data"]["status"] == "complete"
-        player = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "manage.py",
-            "replay",
-            made["id"],
-            "--recorded",
-            "--speed",
-            "10",
-            "--json",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        events = await watcher.until("comparisonComplete", timeout=60)
-        await player.wait()
-        text = "".join(e["data"]["chunk"] for e in events if e["event"] == "modelChunk")
-        assert text == made["responses"]["demo-echo"]["content"]
+        final = await watcher.until("comparisonComplete")
+        assert [e["event"] for e in final] == ["sessionSnapshot", "comparisonComplete"]
+        [model] = final[0]["data"]["models"]
+        assert model["nextIndex"] > 0 and model["content"] == content
+
+        replaying = asyncio.create_task(play_recorded(made["id"], "0.5", env))
+        opening = await watcher.receive(timeout=30)
+        assert opening["event"] == "sessionSnapshot"
+        assert opening["data"]["status"] == "streaming" and opening["data"]["replay"] is True
+        assert [(m["nextIndex"], m["content"]) for m in opening["data"]["models"]] == [(0, "")]
+        started = await watcher.until("modelChunk")
+        late = await open_socket(server, auth, "user_rec")  # joins mid-replay
+        await late.send("watchSession", {"sessionId": made["id"]})
+        late_events = await late.until("comparisonComplete")
+        events = final + [opening, *started] + await watcher.until("comparisonComplete", timeout=60)
+        printed = await replaying
+        assert printed[0] == opening
+        assert assert_snapshots_and_chunks_add_up(events) == {"demo-echo": content}
+        assert [e["event"] for e in events].count("comparisonComplete") == 2
+        assert [e["event"] for e in late_events] == ["sessionSnapshot", "comparisonComplete"]
+
+        # The next replay reaches both, each from its opening snapshot.
+        await play_recorded(made["id"], "10", env)
+        for socket in (watcher, late):
+            again = await socket.until("comparisonComplete", timeout=60)
+            assert again[0]["event"] == "sessionSnapshot" and again[0]["data"]["replay"] is True
+            assert assert_snapshots_and_chunks_add_up(again) == {"demo-echo": content}
     finally:
         server.stop()
 
