@@ -19,6 +19,7 @@ from comparisons import selectors, services
 from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
 from comparisons.groups import WatchEvent, run_group, watch_group
 from comparisons.launch import comparison_launch, session_created_payload
+from comparisons.maintenance import sweep_stale_comparisons
 from comparisons.models import Comparison, ComparisonStatus
 from comparisons.runner import ComparisonRun, runs
 
@@ -243,6 +244,13 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             )
             return
         del self.pending_watch[comparison_id]
+        if comparison is not None and comparison.status == ComparisonStatus.STREAMING:
+            # Its process died: mark it interrupted now (as the next sweep would), so this
+            # watcher gets a final state and its end marker rather than waiting for neither.
+            await database_sync_to_async(sweep_stale_comparisons)()
+            comparison = await database_sync_to_async(selectors.comparison_get)(
+                user_id=self.user_id, comparison_id=comparison_id
+            )
         if comparison is not None:
             await self._send_saved(comparison)
 

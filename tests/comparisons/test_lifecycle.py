@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from tests.comparisons.test_socket import CLAUDE, GEMINI, assert_model_sequence, saved, text_of
 
@@ -200,6 +201,45 @@ async def test_watching_a_run_that_has_just_finished_gets_one_end_marker(
     assert [e["event"] for e in events] == ["sessionSnapshot", "comparisonComplete"]
     assert events[0]["data"]["models"][0]["content"] == "finished"
     assert events[1]["data"] == {"sessionId": sid, "status": "complete"}
+
+
+@pytest.mark.parametrize("ending", ["finished meanwhile", "process died"])
+async def test_an_unanswered_remote_watch_ends_with_the_saved_state_and_one_end_marker(
+    ending, settings, connect
+) -> None:
+    """The comparison runs in no process here, so nobody answers the watch request: after the
+    wait, the saved state is the answer, final either way, and then its one end marker."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from comparisons import services
+    from comparisons.models import Comparison
+
+    settings.PLAYGROUND_HEARTBEAT_STALE_SECONDS = 60
+    comparison = await sync_to_async(services.comparison_create)(
+        user_id="user_alice",
+        prompt="elsewhere",
+        slots=[services.SlotSpec(provider="demo", model="demo-echo")],
+    )
+    watcher = await connect()
+    await watcher.send("watchSession", {"sessionId": comparison.id})
+    rows = Comparison.objects.filter(pk=comparison.id)
+    if ending == "finished meanwhile":  # its answer was lost, its final save was not
+        await sync_to_async(rows.update)(status="complete")
+        expected = "complete"
+    else:  # no heartbeat for longer than the stale threshold
+        stale = timezone.now() - timedelta(seconds=120)
+        await sync_to_async(rows.update)(heartbeat_at=stale)
+        expected = "interrupted"
+    snapshot = await watcher.receive(timeout=15)
+    assert snapshot["event"] == "sessionSnapshot"
+    assert snapshot["data"]["status"] == expected
+    assert await watcher.receive() == {
+        "event": "comparisonComplete",
+        "data": {"sessionId": comparison.id, "status": expected},
+    }
+    await watcher.expect_nothing()
 
 
 async def test_running_limit_and_rate_limit(settings, upstream_providers, connect) -> None:
