@@ -17,8 +17,9 @@ from django.utils import timezone
 from accounts.consumers import AuthenticatedJsonConsumer
 from comparisons import selectors, services
 from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
-from comparisons.groups import run_group, watch_group
+from comparisons.groups import WatchEvent, run_group, watch_group
 from comparisons.launch import comparison_launch, session_created_payload
+from comparisons.maintenance import sweep_stale_comparisons
 from comparisons.models import Comparison, ComparisonStatus
 from comparisons.runner import ComparisonRun, runs
 
@@ -51,6 +52,10 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         self.started: set[str] = set()
         self.watching: set[str] = set()
         self.pending_watch: dict[str, asyncio.TimerHandle] = {}
+        #: Remote runs that answered this socket's watch request.
+        self.answered: set[str] = set()
+        #: Recorded replays whose opening snapshot this socket forwarded.
+        self.replays: set[str] = set()
         await super().connect()
 
     async def disconnect(self, code: int) -> None:
@@ -150,7 +155,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             self.watching.add(comparison_id)
             await self.channel_layer.group_add(watch_group(comparison_id), self.channel_name)
         if comparison.status != ComparisonStatus.STREAMING or self.channel_layer is None:
-            await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+            await self._send_saved(comparison)
             return
         # Running in another server process: ask it for a snapshot + live events.
         loop = asyncio.get_running_loop()
@@ -170,13 +175,23 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
 
     # --- channel-layer messages ----------------------------------------------------------------
     async def watch_event(self, message: dict[str, Any]) -> None:
-        """Events of a watched comparison from another process (``texts``, in order) or one
-        event of a recorded replay (``text``)."""
-        handle = self.pending_watch.pop(message.get("session", ""), None)
+        """Events of a watched comparison from another process, or of a recorded replay."""
+        event = WatchEvent.from_message(message)
+        if event.replay is not None:
+            if event.opens:
+                self.replays.add(event.replay)
+            elif event.replay not in self.replays:
+                return  # joined mid-replay: without its snapshot, its chunks would not add up
+            await self.send_texts(event.texts)
+            return
+        session = event.session
+        handle = self.pending_watch.pop(session, None)
         if handle is not None:
             handle.cancel()
-        texts = message.get("texts")
-        await self.send_texts(texts if texts is not None else [message["text"]])
+            self.answered.add(session)
+        elif session not in self.answered:
+            return  # too late: the saved state and its end marker were sent instead
+        await self.send_texts(event.texts)
 
     # --- helpers -------------------------------------------------------------------------------
     def _owned_run(self, comparison_id: str) -> ComparisonRun | None:
@@ -229,8 +244,24 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             )
             return
         del self.pending_watch[comparison_id]
+        if comparison is not None and comparison.status == ComparisonStatus.STREAMING:
+            # Its process died: mark it interrupted now (as the next sweep would), so this
+            # watcher gets a final state and its end marker rather than waiting for neither.
+            await database_sync_to_async(sweep_stale_comparisons)()
+            comparison = await database_sync_to_async(selectors.comparison_get)(
+                user_id=self.user_id, comparison_id=comparison_id
+            )
         if comparison is not None:
-            await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+            await self._send_saved(comparison)
+
+    async def _send_saved(self, comparison: Comparison) -> None:
+        """The saved state as ``sessionSnapshot``; a finished comparison's is followed by its
+        one ``comparisonComplete``, as from a run, so every watcher gets one end marker."""
+        await self.send_event("sessionSnapshot", _db_snapshot(comparison))
+        if comparison.status != ComparisonStatus.STREAMING:
+            await self.send_event(
+                "comparisonComplete", {"sessionId": comparison.id, "status": comparison.status}
+            )
 
 
 def _alive(comparison: Comparison) -> bool:

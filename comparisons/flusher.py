@@ -44,7 +44,7 @@ class ProgressFlusher:
 
     async def flush(self) -> None:
         """Write every dirty slot and every run's heartbeat now (one database call)."""
-        runs = [run for run in self._source() if not run.refused]
+        runs = list(self._source())
         if not runs:
             return
         progress: list[tuple[str, services.ResponseProgress]] = []

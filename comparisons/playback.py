@@ -1,6 +1,9 @@
 """Recorded replay: re-emit a saved comparison's events at the pace they were recorded.
 
-No provider is called. Each response stores ``timeline`` = ``[[offset_ms, length], ...]``: the
+A replay is a new stream of that comparison's events: it opens with its own ``sessionSnapshot``
+(status ``streaming``, every model ``pending`` with no content and ``nextIndex`` 0), which replaces
+any earlier snapshot, then every chunk from index 0, then one ``comparisonComplete``. No provider
+is called. Each response stores ``timeline`` = ``[[offset_ms, length], ...]``: the
 chunk boundaries and their time offsets from the model's start, so the chunks and their pacing can
 be rebuilt exactly from the saved content.
 """
@@ -48,6 +51,26 @@ def recorded_chunks(response: ModelResponse) -> list[tuple[float, str]]:
     return out
 
 
+def replay_snapshot(comparison_id: str, responses: list[ModelResponse]) -> dict[str, Any]:
+    """The ``sessionSnapshot`` a recorded replay opens with: nothing played yet."""
+    return {
+        "sessionId": comparison_id,
+        "status": "streaming",
+        "replay": True,
+        "models": [
+            {
+                "key": r.key,
+                "provider": r.provider,
+                "modelName": r.model_name,
+                "status": "pending",
+                "content": "",
+                "nextIndex": 0,
+            }
+            for r in responses
+        ],
+    }
+
+
 async def _play_slot(
     playback: Playback, slot: PlaybackSlot, response: ModelResponse, speed: float, publish: Publish
 ) -> None:
@@ -88,9 +111,11 @@ async def _play_slot(
 async def comparison_play_recorded(
     *, comparison: Comparison, speed: float, publish: Publish, playback: Playback | None = None
 ) -> None:
-    """Emit the saved events of ``comparison`` through ``publish`` at ``speed`` times the recorded pace."""
+    """Emit the saved events of ``comparison`` through ``publish`` at ``speed`` times the
+    recorded pace, after the replay's opening ``sessionSnapshot``."""
     responses = list(comparison.responses.all())
     playback = playback or Playback(comparison.id, [PlaybackSlot(r.key) for r in responses])
+    await publish(encode_event("sessionSnapshot", replay_snapshot(comparison.id, responses)))
     await asyncio.gather(
         *(
             _play_slot(playback, slot, response, speed, publish)

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from comparisons import services
 from comparisons.flusher import ProgressFlusher
-from comparisons.groups import run_group
+from comparisons.groups import WatchEvent, run_group
 from comparisons.models import ComparisonStatus, ResponseStatus
 from providers.base import BaseProvider
 from providers.types import ProviderError, StreamEnd, StreamRequest
@@ -151,32 +151,29 @@ class QueuedSubscriber:
 
 
 class ComparisonRun:
-    """A comparison being generated in this process.
+    """A comparison being generated in this process (its database row exists: the database
+    admitted it before any provider was called).
 
-    A run may start before its database row exists (``saved=False``): its models then stream
-    while the row is inserted, their frames are held, and nothing is written until
-    :meth:`admit`. :meth:`release` hands the held frames to the socket that started it;
-    :meth:`refuse` drops the run without a trace when the row could not be created.
+    With ``held=True`` its frames are held until :meth:`release` hands them to the socket that
+    started it, so ``sessionCreated`` can go out first.
     """
 
     def __init__(
-        self, *, comparison_id: str, user_id: str, slots: list[SlotRun], saved: bool = True
+        self, *, comparison_id: str, user_id: str, slots: list[SlotRun], held: bool = False
     ) -> None:
         self.comparison_id = comparison_id
         self.user_id = user_id
         self.slots = slots
         self.status: str = ComparisonStatus.STREAMING
         self.cancelled = False
-        self.refused = False
         self.subscribers: dict[str, Subscriber] = {}
         self.done = asyncio.Event()
         self._save_lock = asyncio.Lock()
         #: Frames published before :meth:`release` (``None`` once released).
-        self._held: list[str] | None = None if saved else []
-        self._saved = asyncio.Event()
-        if saved:
-            self._saved.set()
+        self._held: list[str] | None = [] if held else None
         self._main: asyncio.Task[None] | None = None
+        #: The ``comparisonComplete`` frame, once sent.
+        self._final: str | None = None
 
     # --- subscribers -----------------------------------------------------------------------
     def subscribe(self, name: str, send: Subscriber) -> None:
@@ -188,9 +185,14 @@ class ComparisonRun:
             subscriber.close()
 
     def watch(self, name: str, target: BatchSubscriber) -> None:
-        """Add a watcher: it gets ``sessionSnapshot`` now and then every later event."""
+        """Add a watcher: it gets ``sessionSnapshot`` now and then every later event, up to
+        exactly one ``comparisonComplete`` (at once when the run has already sent it)."""
         watcher = QueuedSubscriber(target, name)
         watcher.queue.put_nowait(encode_event("sessionSnapshot", self.snapshot()))
+        if self._final is not None:
+            watcher.queue.put_nowait(self._final)
+            watcher.close()
+            return
         self.subscribers[name] = watcher
 
     async def publish(self, text: str) -> None:
@@ -216,22 +218,6 @@ class ComparisonRun:
         if self._main is None:
             self._main = asyncio.create_task(self._run(), name=f"comparison-{self.comparison_id}")
         return self._main
-
-    def admit(self) -> None:
-        """The row exists: saves may proceed."""
-        self._saved.set()
-
-    def refuse(self) -> None:
-        """The row could not be created: stop every model, write nothing, send nothing."""
-        self.refused = True
-        self._held = []
-        self.subscribers.clear()
-        for slot in self.slots:
-            if slot.task is not None:
-                slot.task.cancel()
-        if self._main is None:
-            self.done.set()
-        self._saved.set()
 
     async def release(self, name: str | None = None, send: Subscriber | None = None) -> None:
         """Deliver the frames held so far to ``send`` (the starting socket), in order, and
@@ -295,38 +281,32 @@ class ComparisonRun:
                 self.cancel_slot(slot)
 
     async def _run(self) -> None:
-        if self.refused:  # refused before this task first ran
-            await run_control.leave(self)
-            self.done.set()
-            return
+        # Watch requests from other processes are answered until the final event is out: the
+        # run leaves its group only after ``comparisonComplete``.
         try:
             for slot in self.slots:
                 slot.task = asyncio.create_task(self._run_slot(slot))
             await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
+            self.status = services.comparison_overall_status(
+                [s.status for s in self.slots], cancelled=self.cancelled
+            )
+            await self._save([], status=self.status)
+            final = encode_event(
+                "comparisonComplete", {"sessionId": self.comparison_id, "status": self.status}
+            )
+            self._final = final
+            await self.publish(final)
+            for subscriber in self.subscribers.values():
+                if isinstance(subscriber, QueuedSubscriber):
+                    subscriber.close()
         finally:
             await run_control.leave(self)
-        if self.refused:
             self.done.set()
-            return
-        self.status = services.comparison_overall_status(
-            [s.status for s in self.slots], cancelled=self.cancelled
-        )
-        await self._save([], status=self.status)
-        await self.emit(
-            "comparisonComplete", {"sessionId": self.comparison_id, "status": self.status}
-        )
-        for subscriber in self.subscribers.values():
-            if isinstance(subscriber, QueuedSubscriber):
-                subscriber.close()
-        self.done.set()
 
     async def _save(self, slots: list[SlotRun], *, status: str | None = None) -> None:
         progress = [slot.progress() for slot in slots]
         for slot in slots:
             slot.dirty = False
-        await self._saved.wait()
-        if self.refused:
-            return
         async with self._save_lock:
             try:
                 await database_sync_to_async(services.comparison_save_progress)(
@@ -486,7 +466,7 @@ def _remote_sender(layer: Any, session: str, reply: str) -> BatchSubscriber:
     """Frames of ``session`` to the channel ``reply`` of a watcher in another process."""
 
     async def send(texts: list[str]) -> None:
-        await layer.send(reply, {"type": "watch.event", "texts": texts, "session": session})
+        await layer.send(reply, WatchEvent(session=session, texts=texts).message())
 
     return send
 
@@ -506,9 +486,6 @@ class RunRegistry:
 
     def all(self) -> list[ComparisonRun]:
         return list(self._runs.values())
-
-    def running_for(self, user_id: str) -> int:
-        return sum(1 for run in self._runs.values() if run.user_id == user_id)
 
     def __len__(self) -> int:
         return len(self._runs)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from tests.comparisons.test_socket import CLAUDE, GEMINI, assert_model_sequence, saved, text_of
 
@@ -99,33 +102,58 @@ async def test_disconnect_mid_stream_still_saves_the_complete_answer(
     assert all(not r.client_closed.is_set() for r in upstream_providers.requests_for("gone"))
 
 
+def assert_watched_exactly_once(
+    snapshot: dict[str, Any], later: list[dict[str, Any]], full: dict[str, str]
+) -> int:
+    """A watcher's view: ``snapshot`` (the ``sessionSnapshot`` data) and the events after it
+    hold every chunk of each model exactly once, and end with exactly one
+    ``comparisonComplete``; a terminal snapshot is followed by that end marker alone.
+    Returns how many chunks arrived after the snapshot."""
+    sid = snapshot["sessionId"]
+    ends = [e for e in later if e["event"] == "comparisonComplete"]
+    assert ends == [later[-1]] and later[-1]["data"]["sessionId"] == sid
+    if snapshot["status"] != "streaming":
+        assert later == [
+            {
+                "event": "comparisonComplete",
+                "data": {"sessionId": sid, "status": snapshot["status"]},
+            }
+        ]
+    chunks = 0
+    for model in snapshot["models"]:
+        key = model["key"]
+        got = [e["data"] for e in later if e["event"] == "modelChunk" and e["data"]["model"] == key]
+        start = model["nextIndex"]
+        assert [c["index"] for c in got] == list(range(start, start + len(got)))
+        assert model["content"] + "".join(c["chunk"] for c in got) == full[key]
+        chunks += len(got)
+    return chunks
+
+
 async def test_watch_from_a_second_socket_sees_every_chunk_exactly_once(
     upstream_providers, connect
 ) -> None:
     upstream_providers.script("watch", deltas=SLOW, delay=0.01)
     starter = await connect()
+    watcher = await connect()  # connected before the start: watching costs one request
     await starter.send(
         "startComparison", {"prompt": "scenario:watch", "providers": ["google", "anthropic"]}
     )
-    first = await starter.until(lambda e: e["event"] == "modelChunk" and e["data"]["index"] >= 5)
-    sid = first[0]["data"]["sessionId"]
-    watcher = await connect()
+    created = await starter.receive()
+    sid = created["data"]["sessionId"]
     await watcher.send("watchSession", {"sessionId": sid})
     snapshot = await watcher.receive()
     assert snapshot["event"] == "sessionSnapshot" and snapshot["data"]["sessionId"] == sid
     seen = await watcher.until_event("comparisonComplete")
     await starter.until_event("comparisonComplete")
-    for model in snapshot["data"]["models"]:
-        key = model["key"]
-        later = [e for e in seen if e["event"] == "modelChunk" and e["data"]["model"] == key]
-        assert [e["data"]["index"] for e in later] == list(
-            range(model["nextIndex"], model["nextIndex"] + len(later))
-        )
-        assert model["content"] + "".join(e["data"]["chunk"] for e in later) == "".join(SLOW)
+    assert_watched_exactly_once(
+        snapshot["data"], seen, {GEMINI: "".join(SLOW), CLAUDE: "".join(SLOW)}
+    )
     assert seen[-1]["data"]["status"] == "complete"
+    await watcher.expect_nothing()
 
 
-async def test_watching_a_finished_comparison_answers_the_snapshot_alone(
+async def test_watching_a_finished_comparison_answers_the_snapshot_then_its_end(
     upstream_providers, connect
 ) -> None:
     upstream_providers.script("done", deltas=["all ", "done"])
@@ -140,7 +168,78 @@ async def test_watching_a_finished_comparison_answers_the_snapshot_alone(
     [model] = snapshot["data"]["models"]
     assert (model["content"], model["nextIndex"], model["status"]) == ("all done", 2, "complete")
     assert model["metrics"]["outputTokens"] >= 0
+    end = await other.receive()
+    assert end == {"event": "comparisonComplete", "data": {"sessionId": sid, "status": "complete"}}
     await other.expect_nothing()
+
+
+async def test_watching_a_run_that_has_just_finished_gets_one_end_marker(
+    upstream_providers, connect
+) -> None:
+    """A watch that reaches the run after its ``comparisonComplete`` (the socket's or another
+    process's) gets the final snapshot and the end marker, never a snapshot alone."""
+    from comparisons.runner import runs
+
+    upstream_providers.script("just", deltas=["fin", "ished"])
+    client = await connect()
+    await client.send("startComparison", {"prompt": "scenario:just", "providers": ["google"]})
+    sid = (await client.receive())["data"]["sessionId"]
+    run = runs.get(sid)
+    assert run is not None
+    await client.until_event("comparisonComplete")
+    await asyncio.wait_for(run.done.wait(), 5)
+    watched: list[str] = []
+    got_end = asyncio.Event()
+
+    async def collect(texts: list[str]) -> None:
+        watched.extend(texts)
+        got_end.set()
+
+    run.watch("late", collect)
+    await asyncio.wait_for(got_end.wait(), 5)
+    events = [json.loads(t) for t in watched]
+    assert [e["event"] for e in events] == ["sessionSnapshot", "comparisonComplete"]
+    assert events[0]["data"]["models"][0]["content"] == "finished"
+    assert events[1]["data"] == {"sessionId": sid, "status": "complete"}
+
+
+@pytest.mark.parametrize("ending", ["finished meanwhile", "process died"])
+async def test_an_unanswered_remote_watch_ends_with_the_saved_state_and_one_end_marker(
+    ending, settings, connect
+) -> None:
+    """The comparison runs in no process here, so nobody answers the watch request: after the
+    wait, the saved state is the answer, final either way, and then its one end marker."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from comparisons import services
+    from comparisons.models import Comparison
+
+    settings.PLAYGROUND_HEARTBEAT_STALE_SECONDS = 60
+    comparison = await sync_to_async(services.comparison_create)(
+        user_id="user_alice",
+        prompt="elsewhere",
+        slots=[services.SlotSpec(provider="demo", model="demo-echo")],
+    )
+    watcher = await connect()
+    await watcher.send("watchSession", {"sessionId": comparison.id})
+    rows = Comparison.objects.filter(pk=comparison.id)
+    if ending == "finished meanwhile":  # its answer was lost, its final save was not
+        await sync_to_async(rows.update)(status="complete")
+        expected = "complete"
+    else:  # no heartbeat for longer than the stale threshold
+        stale = timezone.now() - timedelta(seconds=120)
+        await sync_to_async(rows.update)(heartbeat_at=stale)
+        expected = "interrupted"
+    snapshot = await watcher.receive(timeout=15)
+    assert snapshot["event"] == "sessionSnapshot"
+    assert snapshot["data"]["status"] == expected
+    assert await watcher.receive() == {
+        "event": "comparisonComplete",
+        "data": {"sessionId": comparison.id, "status": expected},
+    }
+    await watcher.expect_nothing()
 
 
 async def test_running_limit_and_rate_limit(settings, upstream_providers, connect) -> None:

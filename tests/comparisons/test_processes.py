@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.comparisons.test_lifecycle import assert_watched_exactly_once
+from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ROOT, ProcessAuth, Server, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
@@ -240,10 +242,50 @@ def test_compare_with_the_demo_provider_and_replays(database, tmp_path, auth) ->
     assert "not configured" in missing_key.stdout
 
 
+def assert_snapshots_and_chunks_add_up(events: list[dict[str, Any]]) -> dict[str, str]:
+    """Each ``sessionSnapshot`` resets the count: the chunks after it carry ``nextIndex``,
+    ``nextIndex + 1``, ... per model (never an index twice). Returns the text after the last."""
+    text: dict[str, str] = {}
+    expected: dict[str, int] = {}
+    for event in events:
+        data = event["data"]
+        if event["event"] == "sessionSnapshot":
+            text = {m["key"]: m["content"] for m in data["models"]}
+            expected = {m["key"]: m["nextIndex"] for m in data["models"]}
+        elif event["event"] == "modelChunk":
+            assert data["index"] == expected[data["model"]], (data, expected)
+            expected[data["model"]] += 1
+            text[data["model"]] += data["chunk"]
+    return text
+
+
+async def play_recorded(comparison_id: str, speed: str, env: dict[str, str]) -> list[Any]:
+    player = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "manage.py",
+        "replay",
+        comparison_id,
+        "--recorded",
+        "--speed",
+        speed,
+        "--json",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await player.communicate()
+    assert player.returncode == 0, err.decode()
+    return list(json.loads(out))
+
+
 @pytest.mark.redis
 async def test_recorded_replay_reaches_watchers_on_a_server(
     database, tmp_path, auth, redis_url
 ) -> None:
+    """A recorded replay is a new stream of the comparison's events: it opens with its own
+    snapshot (nothing played, ``nextIndex`` 0), so a watcher that already has the final snapshot
+    (``nextIndex`` N) never sees an index twice; a watcher that joins mid-replay gets none of it."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     env = demo_env(
         database,
@@ -258,29 +300,38 @@ async def test_recorded_replay_reaches_watchers_on_a_server(
             "compare", "Replay me", "--models", "demo", "--user", "user_rec", "--json", env=env
         ).stdout
     )
+    content = made["responses"]["demo-echo"]["content"]
     server = Server(env).start()
     try:
         watcher = await open_socket(server, auth, "user_rec")
         await watcher.send("watchSession", {"sessionId": made["id"]})
-        assert (await watcher.receive())["data"]["status"] == "complete"
-        player = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "manage.py",
-            "replay",
-            made["id"],
-            "--recorded",
-            "--speed",
-            "10",
-            "--json",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        events = await watcher.until("comparisonComplete", timeout=60)
-        await player.wait()
-        text = "".join(e["data"]["chunk"] for e in events if e["event"] == "modelChunk")
-        assert text == made["responses"]["demo-echo"]["content"]
+        final = await watcher.until("comparisonComplete")
+        assert [e["event"] for e in final] == ["sessionSnapshot", "comparisonComplete"]
+        [model] = final[0]["data"]["models"]
+        assert model["nextIndex"] > 0 and model["content"] == content
+
+        replaying = asyncio.create_task(play_recorded(made["id"], "0.5", env))
+        opening = await watcher.receive(timeout=30)
+        assert opening["event"] == "sessionSnapshot"
+        assert opening["data"]["status"] == "streaming" and opening["data"]["replay"] is True
+        assert [(m["nextIndex"], m["content"]) for m in opening["data"]["models"]] == [(0, "")]
+        started = await watcher.until("modelChunk")
+        late = await open_socket(server, auth, "user_rec")  # joins mid-replay
+        await late.send("watchSession", {"sessionId": made["id"]})
+        late_events = await late.until("comparisonComplete")
+        events = final + [opening, *started] + await watcher.until("comparisonComplete", timeout=60)
+        printed = await replaying
+        assert printed[0] == opening
+        assert assert_snapshots_and_chunks_add_up(events) == {"demo-echo": content}
+        assert [e["event"] for e in events].count("comparisonComplete") == 2
+        assert [e["event"] for e in late_events] == ["sessionSnapshot", "comparisonComplete"]
+
+        # The next replay reaches both, each from its opening snapshot.
+        await play_recorded(made["id"], "10", env)
+        for socket in (watcher, late):
+            again = await socket.until("comparisonComplete", timeout=60)
+            assert again[0]["event"] == "sessionSnapshot" and again[0]["data"]["replay"] is True
+            assert assert_snapshots_and_chunks_add_up(again) == {"demo-echo": content}
     finally:
         server.stop()
 
@@ -337,7 +388,11 @@ def test_serve_refuses_an_unknown_event_loop(database: str, tmp_path: Path) -> N
 async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
     database, tmp_path, auth, redis_url
 ) -> None:
-    """Many fast comparisons on one process, each watched from another through Redis."""
+    """Many fast comparisons on one process, each watched from another through Redis.
+
+    Each watcher is connected before its comparison starts and asks right after
+    ``sessionCreated``; whether its snapshot is still streaming or already final, snapshot +
+    later events hold every chunk exactly once and end with one ``comparisonComplete``."""
     env = demo_env(
         database,
         tmp_path,
@@ -345,7 +400,7 @@ async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
         REDIS_URL=redis_url,
         CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
         DEMO_TOKENS_PER_SECOND="500",
-        DEMO_FIRST_TOKEN_DELAY="0.3",
+        DEMO_FIRST_TOKEN_DELAY="1.0",
         PLAYGROUND_MAX_RUNNING_PER_USER="10",
     )
     first, second = Server(env).start(), Server(env).start()
@@ -353,36 +408,108 @@ async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
     models = [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}]
     try:
 
-        async def one(n: int) -> tuple[dict[str, str], dict[str, str], int]:
+        async def one(n: int) -> tuple[int, int]:
             user = f"user_load{n % 4}"
             starter = await open_socket(first, auth, user)
+            watcher = await open_socket(second, auth, user)
             await starter.send("startComparison", {"prompt": f"{n} {prompt}", "models": models})
             sid = (await starter.receive())["data"]["sessionId"]
-            watcher = await open_socket(second, auth, user)
             await watcher.send("watchSession", {"sessionId": sid})
             snapshot = await watcher.receive()
             assert snapshot["event"] == "sessionSnapshot", snapshot
             watched = await watcher.until("comparisonComplete", timeout=90)
             started = await starter.until("comparisonComplete", timeout=90, session=sid)
-            full = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(started).items()}
-            seen = {}
-            later = chunks_by_model(watched)
-            for model in snapshot["data"]["models"]:
-                got = later.get(model["key"], [])
-                start = model["nextIndex"]
-                assert [c["index"] for c in got] == list(range(start, start + len(got)))
-                seen[model["key"]] = model["content"] + "".join(c["chunk"] for c in got)
             relayed = chunks_by_model(started)
             for index_list in relayed.values():
                 assert [c["index"] for c in index_list] == list(range(len(index_list)))
-            return full, seen, sum(len(v) for v in relayed.values())
+            full = {k: "".join(c["chunk"] for c in v) for k, v in relayed.items()}
+            crossed = assert_watched_exactly_once(snapshot["data"], watched, full)
+            with pytest.raises(TimeoutError):  # nothing after the end marker
+                await watcher.receive(timeout=0.2)
+            return sum(len(v) for v in relayed.values()), crossed
 
         results = await asyncio.gather(*(one(n) for n in range(16)))
-        total = 0
-        for full, seen, chunks in results:
-            assert seen == full
-            total += chunks
-        assert total > 2_000  # chunks, each relayed twice: to its starter and through Redis
+        assert sum(chunks for chunks, _ in results) > 2_000
+        # Chunks relayed through Redis to the other process, as live events (not snapshots).
+        assert sum(crossed for _, crossed in results) > 1_000
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_refused_starts_reach_no_provider_across_two_processes(
+    database, tmp_path, auth, fake_upstream
+) -> None:
+    """Two server processes share the database; upstream requests are counted at the fake
+    upstream. A burst of 30 sockets x 6 models over both opens requests for the 3 admitted
+    starts only; once the user is at a limit on one process, starts on the other open none."""
+    upstream = fake_upstream
+    upstream.script("burst", deltas=[f"w{i} " for i in range(100)], delay=0.05)
+    upstream.script("over", deltas=[f"w{i} " for i in range(100)], delay=0.05)
+    upstream.script("quick", deltas=["ok"])
+    env = server_env(
+        database,
+        tmp_path,
+        **auth.env(),
+        ANTHROPIC_API_KEY=TEST_API_KEY,
+        ANTHROPIC_BASE_URL=upstream.url,
+        GOOGLE_GEMINI_API_KEY=TEST_API_KEY,
+        GOOGLE_GEMINI_BASE_URL=upstream.url,
+        PLAYGROUND_MAX_RUNNING_PER_USER="3",
+        PLAYGROUND_MAX_STARTS_PER_MINUTE="4",
+    )
+    first, second = Server(env).start(), Server(env).start()
+    six = [{"provider": "google"}, {"provider": "anthropic"}] * 3
+    try:
+        sockets = [
+            await open_socket(first if n % 2 else second, auth, "user_burst") for n in range(30)
+        ]
+        await asyncio.gather(
+            *(
+                s.send("startComparison", {"prompt": "scenario:burst", "models": six})
+                for s in sockets
+            )
+        )
+        replies = [await s.receive(timeout=30) for s in sockets]
+        admitted = [
+            s for s, r in zip(sockets, replies, strict=True) if r["event"] == "sessionCreated"
+        ]
+        refusals = [r for r in replies if r["event"] == "error"]
+        assert len(admitted) == 3 and len(refusals) == 27
+        assert all("limit 3" in r["data"]["message"] for r in refusals)
+        for socket in admitted:
+            await socket.until("modelChunk")
+
+        # At the running limit (3 running over both processes): 5 more starts on each refused.
+        for server in (first, second):
+            late = await open_socket(server, auth, "user_burst")
+            for _ in range(5):
+                await late.send("startComparison", {"prompt": "scenario:over", "models": six})
+                assert "limit 3" in (await late.until("error"))[-1]["data"]["message"]
+
+        # At the per-minute limit (4 starts): a fourth start is admitted, five more refused.
+        rate = await open_socket(first, auth, "user_rate")
+        for _ in range(4):
+            await rate.send(
+                "startComparison", {"prompt": "scenario:quick", "providers": ["google"]}
+            )
+            assert (await rate.until("comparisonComplete"))[0]["event"] == "sessionCreated"
+        other = await open_socket(second, auth, "user_rate")
+        for _ in range(5):
+            await other.send("startComparison", {"prompt": "scenario:over", "models": six})
+            assert "limit 4" in (await other.until("error"))[-1]["data"]["message"]
+
+        # An admitted start of another user on each process, start to end: a request that a
+        # refused start had opened would have reached the upstream long before.
+        for server in (first, second):
+            barrier = await open_socket(server, auth, "user_barrier")
+            await barrier.send(
+                "startComparison", {"prompt": "scenario:quick", "providers": ["google"]}
+            )
+            await barrier.until("comparisonComplete")
+        assert len(upstream.requests_for("quick")) == 6
+        assert len(upstream.requests_for("burst")) == 18
+        assert upstream.requests_for("over") == []
     finally:
         first.stop()
         second.stop()

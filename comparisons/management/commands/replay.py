@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any, TextIO, cast
 
 from asgiref.sync import async_to_sync
@@ -12,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from comparisons import selectors
 from comparisons.cli import comparison_result, parse_model_args, run_in_terminal
-from comparisons.groups import watch_group
+from comparisons.groups import WatchEvent, watch_group
 from comparisons.playback import Playback, PlaybackSlot, comparison_play_recorded
 from comparisons.services import SlotSpec
 from comparisons.terminal import display_live
@@ -77,10 +78,17 @@ class Command(BaseCommand):
         group = watch_group(original.id)
         out = cast(TextIO, self.stdout._out)
         events: list[dict[str, Any]] = []
+        replay = uuid.uuid4().hex
+        opened = False
 
         async def publish(text: str) -> None:
+            nonlocal opened
             if layer is not None:
-                await layer.group_send(group, {"type": "watch.event", "text": text})
+                message = WatchEvent(
+                    session=original.id, texts=[text], replay=replay, opens=not opened
+                )
+                opened = True
+                await layer.group_send(group, message.message())
             if options["json"]:
                 events.append(json.loads(text))
 
