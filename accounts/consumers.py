@@ -17,6 +17,11 @@ accepted, then authenticated by the handshake token (``ClerkAuthMiddleware`` put
 ``error`` "Not authenticated: send authenticate first". Afterwards ``on_<event>(data)`` runs;
 unknown events, invalid JSON and frames that are not ``{"event": str, ...}`` get an ``error`` event
 and the socket stays open.
+
+The socket lives no longer than its token: at the token's ``exp`` plus ``CLERK_CLOCK_SKEW_SECONDS``
+(the leeway REST gives the same token) it gets ``error`` ``token-expired`` and is closed with 4401,
+unless an ``authenticate`` refresh with a fresh token arrived first; an event that arrives after
+that instant is refused the same way rather than run.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from accounts.principal import TOKEN_MISSING, Principal, TokenError
+from accounts.principal import TOKEN_EXPIRED, TOKEN_MISSING, Principal, TokenError
 from accounts.verification import token_verify
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_UNAUTHORIZED = 4401
 NOT_AUTHENTICATED = "Not authenticated: send authenticate first"
 AUTH_TIMED_OUT = "Authentication timed out"
+TOKEN_LAPSED = "The token has expired: send authenticate with a fresh token before it does"
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -70,6 +77,9 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     user_id: str | None = None
     principal: Principal | None = None
     _auth_timer: asyncio.Task[None] | None = None
+    _expiry_timer: asyncio.Task[None] | None = None
+    #: Unix time after which the socket's token no longer counts (its ``exp`` plus the skew).
+    _valid_until: float | None = None
     _closing: bool = False
 
     @property
@@ -109,12 +119,27 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+        self._cancel_expiry_timer()
+
+    def _cancel_expiry_timer(self) -> None:
+        if self._expiry_timer is not None:
+            if self._expiry_timer is not asyncio.current_task():
+                self._expiry_timer.cancel()
+            self._expiry_timer = None
 
     async def _auth_expire(self, delay: float) -> None:
         await asyncio.sleep(delay)
         self._auth_timer = None
         if self.user_id is None:
             await self.auth_refuse(TokenError("auth-timeout", AUTH_TIMED_OUT))
+
+    def _token_lapsed(self) -> bool:
+        return self._valid_until is not None and time.time() >= self._valid_until
+
+    async def _token_expire(self, valid_until: float) -> None:
+        # A refresh cancels this task and starts another with the new token's deadline.
+        await asyncio.sleep(max(0.0, valid_until - time.time()))
+        await self.auth_refuse(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
 
     # --- sending -------------------------------------------------------------------------------
     async def send_event(self, event: str, data: dict[str, Any]) -> None:
@@ -167,6 +192,9 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         if self.user_id is None:
             await self.send_error(NOT_AUTHENTICATED)
             return
+        if self._token_lapsed():  # the expiry timer may lag behind on a busy loop
+            await self.auth_refuse(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
+            return
         handler = self._handler(event)
         if handler is None:
             await self.send_error(f"Unknown event: {event[:64]}")
@@ -206,8 +234,19 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         self._cancel_timer()
         self.principal = principal
         self.user_id = principal.user_id
+        self._track_expiry(principal)
         await self.send_event("authenticated", {"userId": principal.user_id})
         await self.user_authenticated(principal, first=first)
+
+    def _track_expiry(self, principal: Principal) -> None:
+        """(Re)arm the timer that closes the socket when this token lapses."""
+        self._cancel_expiry_timer()
+        exp = principal.claims.get("exp")
+        if type(exp) is not int:  # the verifier guarantees it; be safe with hand-made principals
+            self._valid_until = None
+            return
+        self._valid_until = valid_until = exp + float(settings.CLERK_CLOCK_SKEW_SECONDS)
+        self._expiry_timer = asyncio.get_running_loop().create_task(self._token_expire(valid_until))
 
     async def user_authenticated(self, principal: Principal, *, first: bool) -> None:
         """Hook: runs after each successful authentication (``first``: not a refresh)."""
