@@ -181,6 +181,9 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.send_error("Frame is not valid JSON")
             return
+        except RecursionError:
+            await self.send_error("Frame is not valid JSON: nested too deeply")
+            return
         event = frame.get("event") if isinstance(frame, dict) else None
         if not isinstance(event, str):
             await self.send_error('Frame must be a JSON object with a string "event"')

@@ -153,6 +153,20 @@ async def test_frames_after_authentication(static_key) -> None:
     await socket.close()
 
 
+async def test_deeply_nested_json_is_an_error_even_before_authentication(static_key) -> None:
+    static_key()
+    socket = await Socket().open()
+    await socket.send_raw("[" * 50_000 + "]" * 50_000)
+    assert await socket.receive() == {
+        "event": "error",
+        "data": {"message": "Frame is not valid JSON: nested too deeply"},
+    }
+    # The socket stays open and can still authenticate.
+    await socket.send("authenticate", {"token": mint_token(key(), sub="user_deep")})
+    assert await socket.receive() == {"event": "authenticated", "data": {"userId": "user_deep"}}
+    await socket.close()
+
+
 async def test_the_application_wraps_ws_with_the_middleware(static_key) -> None:
     """``playground.asgi.application``'s ``/ws`` authenticates through ClerkAuthMiddleware."""
     from channels.testing import WebsocketCommunicator
