@@ -22,6 +22,10 @@ The socket lives no longer than its token: at the token's ``exp`` plus ``CLERK_C
 (the leeway REST gives the same token) it gets ``error`` ``token-expired`` and is closed with 4401,
 unless an ``authenticate`` refresh with a fresh token arrived first; an event that arrives after
 that instant is refused the same way rather than run.
+
+Open sockets are capped by the :class:`~accounts.limits.ConnectionLimiter` passed in
+(``as_asgi(connection_limiter=...)``): over a limit the socket gets ``error``
+``{message, reason: "too-many-connections"}`` and is closed with 4429.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ from typing import Any, ClassVar
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from accounts.limits import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    ConnectionLease,
+    ConnectionLimiter,
+    TooManyConnections,
+)
 from accounts.principal import TOKEN_EXPIRED, TOKEN_MISSING, Principal, TokenError
 from accounts.verification import token_verify
 
@@ -67,6 +77,8 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     - ``async def user_authenticated(self, principal, *, first)``: hook after each successful
       authentication (``first`` is False for a token refresh).
     - Overriding ``connect``/``disconnect``: call ``super()``. ``connect`` accepts the socket.
+    - ``connection_limiter`` (an ``as_asgi`` keyword): the process's shared counts; ``None``
+      counts nothing.
     """
 
     #: Extra event name -> method name routes (besides ``on_<event>``).
@@ -81,6 +93,19 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     #: Unix time after which the socket's token no longer counts (its ``exp`` plus the skew).
     _valid_until: float | None = None
     _closing: bool = False
+    _lease: ConnectionLease | None = None
+
+    def __init__(
+        self, *args: Any, connection_limiter: ConnectionLimiter | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_limiter = connection_limiter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # also when the task is cancelled (server shutdown) without a disconnect
+            self._release()
 
     @property
     def owner(self) -> str:
@@ -96,6 +121,13 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         self.principal = None
         self._closing = False
         await self.accept()
+        if self.connection_limiter is not None:
+            client = self.scope.get("client") or ("unknown", 0)
+            try:
+                self._lease = self.connection_limiter.open(client=str(client[0]))
+            except TooManyConnections as exc:
+                await self._refuse_over_limit(exc)
+                return
         principal: Principal | None = self.scope.get("principal")
         error: TokenError | None = self.scope.get("auth_error")
         if principal is not None:
@@ -113,7 +145,23 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._cancel_timer()  # even if a subclass's disconnect() forgets super()
+        self._release()
         await super().websocket_disconnect(message)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self._release()  # a socket the server closes no longer counts, whenever the peer notices
+        await super().close(code, reason)
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    async def _refuse_over_limit(self, error: TooManyConnections) -> None:
+        self._closing = True
+        self._cancel_timer()
+        await self.send_event("error", {"message": str(error), "reason": error.code})
+        await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
 
     def _cancel_timer(self) -> None:
         if self._auth_timer is not None:
@@ -234,6 +282,12 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 
     async def _authenticated(self, principal: Principal) -> None:
         first = self.user_id is None
+        if first and self._lease is not None:
+            try:
+                self._lease.authenticate(principal.user_id)
+            except TooManyConnections as exc:
+                await self._refuse_over_limit(exc)
+                return
         self._cancel_timer()
         self.principal = principal
         self.user_id = principal.user_id
@@ -258,6 +312,7 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 __all__ = [
     "AUTH_TIMED_OUT",
     "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_TOO_MANY_CONNECTIONS",
     "CLOSE_UNAUTHORIZED",
     "NOT_AUTHENTICATED",
     "AuthenticatedJsonConsumer",

@@ -214,6 +214,10 @@ CLERK_API_URL: str = env.str("CLERK_API_URL", default="https://api.clerk.com")
 CLERK_JWKS_CACHE_SECONDS: int = env.int("CLERK_JWKS_CACHE_SECONDS", default=300)
 CLERK_CLOCK_SKEW_SECONDS: int = env.int("CLERK_CLOCK_SKEW_SECONDS", default=5)
 WS_AUTH_TIMEOUT_SECONDS: float = env.float("WS_AUTH_TIMEOUT_SECONDS", default=10.0)
+# Open-socket caps per server process (accounts/limits.py; over a limit: error + close 4429).
+WS_MAX_UNAUTHENTICATED_PER_CLIENT: int = env.int("WS_MAX_UNAUTHENTICATED_PER_CLIENT", default=10)
+WS_MAX_UNAUTHENTICATED: int = env.int("WS_MAX_UNAUTHENTICATED", default=100)
+WS_MAX_SOCKETS_PER_USER: int = env.int("WS_MAX_SOCKETS_PER_USER", default=20)
 
 # --- AI providers -----------------------------------------------------------------------------
 # Configured like CACHES: alias -> {"BACKEND": dotted path, "OPTIONS": {...}}.
