@@ -17,6 +17,15 @@ accepted, then authenticated by the handshake token (``ClerkAuthMiddleware`` put
 ``error`` "Not authenticated: send authenticate first". Afterwards ``on_<event>(data)`` runs;
 unknown events, invalid JSON and frames that are not ``{"event": str, ...}`` get an ``error`` event
 and the socket stays open.
+
+The socket lives no longer than its token: at the token's ``exp`` plus ``CLERK_CLOCK_SKEW_SECONDS``
+(the leeway REST gives the same token) it gets ``error`` ``token-expired`` and is closed with 4401,
+unless an ``authenticate`` refresh with a fresh token arrived first; an event that arrives after
+that instant is refused the same way rather than run.
+
+Open sockets are capped by the :class:`~accounts.limits.ConnectionLimiter` passed in
+(``as_asgi(connection_limiter=...)``): over a limit the socket gets ``error``
+``{message, reason: "too-many-connections"}`` and is closed with 4429.
 """
 
 from __future__ import annotations
@@ -24,13 +33,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from accounts.principal import TOKEN_MISSING, Principal, TokenError
+from accounts.limits import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    ConnectionLease,
+    ConnectionLimiter,
+    TooManyConnections,
+)
+from accounts.principal import TOKEN_EXPIRED, TOKEN_MISSING, Principal, TokenError
 from accounts.verification import token_verify
 
 logger = logging.getLogger(__name__)
@@ -41,6 +57,7 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_UNAUTHORIZED = 4401
 NOT_AUTHENTICATED = "Not authenticated: send authenticate first"
 AUTH_TIMED_OUT = "Authentication timed out"
+TOKEN_LAPSED = "The token has expired: send authenticate with a fresh token before it does"
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -60,6 +77,8 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     - ``async def user_authenticated(self, principal, *, first)``: hook after each successful
       authentication (``first`` is False for a token refresh).
     - Overriding ``connect``/``disconnect``: call ``super()``. ``connect`` accepts the socket.
+    - ``connection_limiter`` (an ``as_asgi`` keyword): the process's shared counts; ``None``
+      counts nothing.
     """
 
     #: Extra event name -> method name routes (besides ``on_<event>``).
@@ -70,7 +89,23 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     user_id: str | None = None
     principal: Principal | None = None
     _auth_timer: asyncio.Task[None] | None = None
+    _expiry_timer: asyncio.Task[None] | None = None
+    #: Unix time after which the socket's token no longer counts (its ``exp`` plus the skew).
+    _valid_until: float | None = None
     _closing: bool = False
+    _lease: ConnectionLease | None = None
+
+    def __init__(
+        self, *args: Any, connection_limiter: ConnectionLimiter | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_limiter = connection_limiter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # also when the task is cancelled (server shutdown) without a disconnect
+            self._release()
 
     @property
     def owner(self) -> str:
@@ -86,6 +121,13 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         self.principal = None
         self._closing = False
         await self.accept()
+        if self.connection_limiter is not None:
+            client = self.scope.get("client") or ("unknown", 0)
+            try:
+                self._lease = self.connection_limiter.open(client=str(client[0]))
+            except TooManyConnections as exc:
+                await self._refuse_over_limit(exc)
+                return
         principal: Principal | None = self.scope.get("principal")
         error: TokenError | None = self.scope.get("auth_error")
         if principal is not None:
@@ -103,18 +145,49 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._cancel_timer()  # even if a subclass's disconnect() forgets super()
+        self._release()
         await super().websocket_disconnect(message)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self._release()  # a socket the server closes no longer counts, whenever the peer notices
+        await super().close(code, reason)
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    async def _refuse_over_limit(self, error: TooManyConnections) -> None:
+        self._closing = True
+        self._cancel_timer()
+        await self.send_event("error", {"message": str(error), "reason": error.code})
+        await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
 
     def _cancel_timer(self) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+        self._cancel_expiry_timer()
+
+    def _cancel_expiry_timer(self) -> None:
+        if self._expiry_timer is not None:
+            if self._expiry_timer is not asyncio.current_task():
+                self._expiry_timer.cancel()
+            self._expiry_timer = None
 
     async def _auth_expire(self, delay: float) -> None:
         await asyncio.sleep(delay)
         self._auth_timer = None
         if self.user_id is None:
             await self.auth_refuse(TokenError("auth-timeout", AUTH_TIMED_OUT))
+
+    def _token_lapsed(self) -> bool:
+        return self._valid_until is not None and time.time() >= self._valid_until
+
+    async def _token_expire(self, valid_until: float) -> None:
+        # A refresh cancels this task and starts another with the new token's deadline.
+        await asyncio.sleep(max(0.0, valid_until - time.time()))
+        await self.auth_refuse(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
 
     # --- sending -------------------------------------------------------------------------------
     async def send_event(self, event: str, data: dict[str, Any]) -> None:
@@ -156,6 +229,9 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.send_error("Frame is not valid JSON")
             return
+        except RecursionError:
+            await self.send_error("Frame is not valid JSON: nested too deeply")
+            return
         event = frame.get("event") if isinstance(frame, dict) else None
         if not isinstance(event, str):
             await self.send_error('Frame must be a JSON object with a string "event"')
@@ -166,6 +242,9 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
             return
         if self.user_id is None:
             await self.send_error(NOT_AUTHENTICATED)
+            return
+        if self._token_lapsed():  # the expiry timer may lag behind on a busy loop
+            await self.auth_refuse(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
             return
         handler = self._handler(event)
         if handler is None:
@@ -203,11 +282,28 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 
     async def _authenticated(self, principal: Principal) -> None:
         first = self.user_id is None
+        if first and self._lease is not None:
+            try:
+                self._lease.authenticate(principal.user_id)
+            except TooManyConnections as exc:
+                await self._refuse_over_limit(exc)
+                return
         self._cancel_timer()
         self.principal = principal
         self.user_id = principal.user_id
+        self._track_expiry(principal)
         await self.send_event("authenticated", {"userId": principal.user_id})
         await self.user_authenticated(principal, first=first)
+
+    def _track_expiry(self, principal: Principal) -> None:
+        """(Re)arm the timer that closes the socket when this token lapses."""
+        self._cancel_expiry_timer()
+        exp = principal.claims.get("exp")
+        if type(exp) is not int:  # the verifier guarantees it; be safe with hand-made principals
+            self._valid_until = None
+            return
+        self._valid_until = valid_until = exp + float(settings.CLERK_CLOCK_SKEW_SECONDS)
+        self._expiry_timer = asyncio.get_running_loop().create_task(self._token_expire(valid_until))
 
     async def user_authenticated(self, principal: Principal, *, first: bool) -> None:
         """Hook: runs after each successful authentication (``first``: not a refresh)."""
@@ -216,6 +312,7 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 __all__ = [
     "AUTH_TIMED_OUT",
     "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_TOO_MANY_CONNECTIONS",
     "CLOSE_UNAUTHORIZED",
     "NOT_AUTHENTICATED",
     "AuthenticatedJsonConsumer",

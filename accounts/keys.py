@@ -1,7 +1,7 @@
 """Where verification keys come from: a static PEM, Clerk's JWKS endpoint, or the development key.
 
-Every source answers ``key(kid)`` (async, never blocks the event loop) and ``key_sync(kid)`` with an
-RSA public key, or raises :class:`~accounts.principal.TokenError`.
+Every source answers ``key(kid)`` (async, never blocks the event loop) with an RSA public key, or
+raises :class:`~accounts.principal.TokenError`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,8 +88,6 @@ class KeySource(Protocol):
 
     async def key(self, kid: str | None) -> rsa.RSAPublicKey: ...
 
-    def key_sync(self, kid: str | None) -> rsa.RSAPublicKey: ...
-
 
 class StaticKeySource:
     """One configured public key (``CLERK_JWT_KEY`` or the development key): no network, any kid."""
@@ -103,9 +100,6 @@ class StaticKeySource:
         return cls(rsa_public_key_load(text))
 
     async def key(self, kid: str | None) -> rsa.RSAPublicKey:
-        return self.public_key
-
-    def key_sync(self, kid: str | None) -> rsa.RSAPublicKey:
         return self.public_key
 
 
@@ -135,8 +129,7 @@ class JwksKeySource:
     """Keys from Clerk's Backend API ``GET {api_url}/v1/jwks``, cached for ``cache_seconds``.
 
     An unknown ``kid`` triggers one refetch (key rotation). Concurrent fetches collapse into one:
-    coroutines on the same event loop await a single in-flight task; sync callers serialise on a
-    lock and reuse what another thread fetched meanwhile.
+    coroutines on the same event loop await a single in-flight task.
     """
 
     def __init__(
@@ -150,7 +143,6 @@ class JwksKeySource:
         self._fetched_at: float | None = None
         self._generation = 0
         self._inflight: tuple[asyncio.AbstractEventLoop, asyncio.Task[None]] | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never shows the secret
         return f"JwksKeySource(url={self.url!r})"
@@ -161,16 +153,6 @@ class JwksKeySource:
         if self._fresh() and (key := self._keys.get(kid)) is not None:
             return key
         await self._refresh(self._generation)
-        return self._lookup(kid)
-
-    def key_sync(self, kid: str | None) -> rsa.RSAPublicKey:
-        kid = self._require_kid(kid)
-        if self._fresh() and (key := self._keys.get(kid)) is not None:
-            return key
-        seen = self._generation
-        with self._lock:
-            if self._generation == seen:
-                self._store(self._fetch_sync())
         return self._lookup(kid)
 
     # -- internals -------------------------------------------------------------------------------
@@ -218,14 +200,6 @@ class JwksKeySource:
             raise TokenError(JWKS_UNAVAILABLE, _http_failure(exc)) from None
         finally:
             self._inflight = None
-
-    def _fetch_sync(self) -> dict[str, rsa.RSAPublicKey]:
-        try:
-            with httpx.Client(timeout=self.timeout) as client:
-                response = client.get(self.url, headers=self._headers())
-        except httpx.HTTPError as exc:
-            raise TokenError(JWKS_UNAVAILABLE, _http_failure(exc)) from None
-        return self._parse(response)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._secret_key}", "Accept": "application/json"}

@@ -1,10 +1,12 @@
-"""Clerk session-token verification: one verifier for HTTP and WebSocket, async and sync.
+"""Clerk session-token verification: one verifier for HTTP and WebSocket.
 
 Checks, in order: size cap, three base64url segments, header (``alg`` RS256 only, ``typ`` JWT when
-present), the signature with the key of the configured source, then the claims: ``exp``, ``iat``,
-``sub``, ``sid`` required; ``exp``/``nbf``/``iat`` integers with ``CLERK_CLOCK_SKEW_SECONDS`` of
-leeway; ``iss`` equal to the configured issuer; ``azp`` listed in ``CLERK_AUTHORIZED_PARTIES`` when
-that is set; ``sts: pending`` is signed out.
+present), the signature with the key of the configured source, then the claims. PyJWT checks the
+standard ones (``exp``, ``iat``, ``sub``, ``sid`` required; ``exp``/``nbf``/``iat`` with
+``CLERK_CLOCK_SKEW_SECONDS`` of leeway; ``iss`` equal to the configured issuer) and its exceptions
+map onto our reason codes. Ours on top: ``exp``/``nbf``/``iat`` must be JSON integers (PyJWT
+accepts ``"123"``, ``1.5`` and ``true``), ``sub``/``sid`` non-empty strings, ``azp`` listed in
+``CLERK_AUTHORIZED_PARTIES`` when that is set, and ``sts: pending`` is signed out.
 
 The key source and issuer are chosen lazily from settings on first use (:func:`verifier_get`) and
 forgotten whenever a setting changes in tests (``setting_changed``).
@@ -12,7 +14,6 @@ forgotten whenever a setting changes in tests (``setting_changed``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -55,19 +56,26 @@ from accounts.principal import (
 MAX_TOKEN_BYTES = 8 * 1024
 ALGORITHM = "RS256"
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "sid")
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
-_DECODE_OPTIONS: Any = {
-    "verify_signature": True,
-    # Time, issuer and audience claims are checked below, with our own types and messages.
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_iss": False,
-    "verify_aud": False,
-    "verify_sub": False,
-    "verify_jti": False,
-    "require": [],
-}
+
+class _ClerkJWT(jwt.PyJWT):
+    """PyJWT with integer-only time claims.
+
+    ``_decode_payload`` is PyJWT's documented hook between the signature check and its claim
+    checks, so the types are checked on signed claims before PyJWT's ``int()`` coerces them.
+    """
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        payload = super()._decode_payload(decoded)
+        for name in TIME_CLAIMS:
+            value = payload.get(name)
+            if value is not None and type(value) is not int:  # not bool, float or str
+                raise TokenError(TOKEN_INVALID_CLAIM, f"The {name} claim must be an integer")
+        return payload
+
+
+_JWT = _ClerkJWT()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,27 +92,44 @@ class Verifier:
         key = await self.keys.key(header.get("kid"))
         return self._claims(token, key)
 
-    def verify_sync(self, token: str) -> Principal:
-        header = _header(token)
-        key = self.keys.key_sync(header.get("kid"))
-        return self._claims(token, key)
-
     def _claims(self, token: str, key: Any) -> Principal:
         try:
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], options=_DECODE_OPTIONS)
+            claims = _JWT.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                leeway=self.clock_skew,
+                options={"require": list(REQUIRED_CLAIMS), "verify_aud": False},
+            )
         except jwt.InvalidSignatureError:
             raise TokenError(TOKEN_INVALID_SIGNATURE, "The token signature is invalid") from None
         except jwt.InvalidAlgorithmError:
             raise TokenError(TOKEN_INVALID_ALGORITHM, "Only RS256 tokens are accepted") from None
+        except jwt.ExpiredSignatureError:
+            raise TokenError(TOKEN_EXPIRED, "The token has expired") from None
+        except jwt.ImmatureSignatureError as exc:
+            # PyJWT raises the same class for a future iat and nbf; its message names the claim.
+            if "(iat)" in str(exc):
+                raise TokenError(
+                    TOKEN_IAT_IN_FUTURE, "The token was issued in the future (iat)"
+                ) from None
+            raise TokenError(TOKEN_NOT_ACTIVE_YET, "The token is not valid yet (nbf)") from None
+        except jwt.MissingRequiredClaimError as exc:
+            if exc.claim == "iss":
+                raise TokenError(
+                    TOKEN_INVALID_ISSUER, "The token issuer (iss) is not accepted"
+                ) from None
+            raise TokenError(TOKEN_MISSING_CLAIM, f"The token has no {exc.claim} claim") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError(
+                TOKEN_INVALID_ISSUER, "The token issuer (iss) is not accepted"
+            ) from None
+        except jwt.exceptions.InvalidSubjectError:
+            raise TokenError(TOKEN_INVALID_CLAIM, "The sub claim must be a string") from None
         except jwt.PyJWTError:
             raise TokenError(TOKEN_MALFORMED, "The token is malformed") from None
-        return principal_from_claims(
-            claims,
-            issuer=self.issuer,
-            authorized_parties=self.authorized_parties,
-            clock_skew=self.clock_skew,
-            now=int(time.time()),
-        )
+        return _principal(claims, authorized_parties=self.authorized_parties)
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -132,21 +157,8 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
-def _int_claim(claims: Mapping[str, Any], name: str) -> int | None:
-    value = claims.get(name)
-    if value is None:
-        if name in REQUIRED_CLAIMS:
-            raise TokenError(TOKEN_MISSING_CLAIM, f"The token has no {name} claim")
-        return None
-    if type(value) is not int:  # not bool, float or str: Clerk issues integers
-        raise TokenError(TOKEN_INVALID_CLAIM, f"The {name} claim must be an integer")
-    return value
-
-
 def _str_claim(claims: Mapping[str, Any], name: str) -> str:
-    value = claims.get(name)
-    if value is None:
-        raise TokenError(TOKEN_MISSING_CLAIM, f"The token has no {name} claim")
+    value = claims[name]  # present: PyJWT checked the required claims
     if not isinstance(value, str) or not value:
         raise TokenError(TOKEN_INVALID_CLAIM, f"The {name} claim must be a non-empty string")
     return value
@@ -156,29 +168,10 @@ def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def principal_from_claims(
-    claims: Mapping[str, Any],
-    *,
-    issuer: str,
-    authorized_parties: tuple[str, ...] = (),
-    clock_skew: int = 5,
-    now: int,
-) -> Principal:
-    """Check verified claims (see the module docstring) and build the :class:`Principal`."""
-    exp = _int_claim(claims, "exp")
-    iat = _int_claim(claims, "iat")
-    nbf = _int_claim(claims, "nbf")
+def _principal(claims: Mapping[str, Any], *, authorized_parties: tuple[str, ...]) -> Principal:
+    """The :class:`Principal` of claims PyJWT verified, after the checks PyJWT does not make."""
     user_id = _str_claim(claims, "sub")
     session_id = _str_claim(claims, "sid")
-    assert exp is not None and iat is not None
-    if exp <= now - clock_skew:
-        raise TokenError(TOKEN_EXPIRED, "The token has expired")
-    if nbf is not None and nbf > now + clock_skew:
-        raise TokenError(TOKEN_NOT_ACTIVE_YET, "The token is not valid yet (nbf)")
-    if iat > now + clock_skew:
-        raise TokenError(TOKEN_IAT_IN_FUTURE, "The token was issued in the future (iat)")
-    if claims.get("iss") != issuer:
-        raise TokenError(TOKEN_INVALID_ISSUER, "The token issuer (iss) is not accepted")
     if authorized_parties and claims.get("azp") not in authorized_parties:
         raise TokenError(
             TOKEN_INVALID_AUTHORIZED_PARTY, "The token authorized party (azp) is not accepted"
@@ -262,8 +255,3 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 async def token_verify(*, token: str) -> Principal:
     """Verify a Clerk session token: the :class:`Principal`, or raises :class:`TokenError`."""
     return await verifier_get().verify(token)
-
-
-def token_verify_sync(*, token: str) -> Principal:
-    """Like :func:`token_verify`, for sync code (may fetch the JWKS with a blocking request)."""
-    return verifier_get().verify_sync(token)

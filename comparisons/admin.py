@@ -85,6 +85,14 @@ class ComparisonAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = (ModelResponseInline,)
     list_per_page = 50
 
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Comparison | None:
+        # PostgreSQL refuses NUL in a query (a 500); no row can have it: "does not exist".
+        if "\x00" in object_id:
+            return None
+        return super().get_object(request, object_id, from_field)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Comparison]:
         return (
             super()

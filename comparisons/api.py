@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
-from ninja.errors import HttpError
 from pydantic import Field
 
 from accounts.http import user_id
 from comparisons import selectors
 from comparisons.models import Comparison
-from comparisons.schemas import NotFoundOut, SessionOut
+from comparisons.schemas import InvalidOut, NotFoundOut, SessionOut
 
 router = Router(tags=["sessions"])
 
@@ -30,21 +29,44 @@ def _encode_cursor(comparison: Comparison) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+class InvalidCursor(ValueError):
+    pass
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """``(created_at in UTC, id)`` of a cursor :func:`_encode_cursor` made; else InvalidCursor.
+
+    Anything else is refused here rather than in the database: NUL (PostgreSQL text cannot hold
+    it), naive or unconvertible dates (years 1 and 9999 overflow when moved to UTC), long ids.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, comparison_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), comparison_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise HttpError(400, "Invalid cursor") from exc
+        created_at = datetime.fromisoformat(stamp)
+        if created_at.tzinfo is None:
+            raise ValueError("naive date")
+        created_at = created_at.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+        raise InvalidCursor from exc
+    if "\x00" in raw or not 0 < len(comparison_id) <= Comparison.ID_MAX_LENGTH:
+        raise InvalidCursor
+    return created_at, comparison_id
 
 
-@router.get("/sessions", response=list[SessionOut], by_alias=True, summary="List my comparisons")
+@router.get(
+    "/sessions",
+    response={200: list[SessionOut], 422: InvalidOut},
+    by_alias=True,
+    summary="List my comparisons",
+)
 async def list_sessions(
     request: HttpRequest, response: HttpResponse, params: Query[ListParams]
-) -> list[Comparison]:
+) -> list[Comparison] | Status:
     """The caller's comparisons, newest first; ``Link: <...>; rel="next"`` when more exist."""
-    before = _decode_cursor(params.cursor) if params.cursor else None
+    try:
+        before = _decode_cursor(params.cursor) if params.cursor else None
+    except InvalidCursor:
+        return Status(422, {"statusCode": 422, "message": "Invalid cursor"})
     rows = await sync_to_async(selectors.comparison_list)(
         user_id=user_id(request), limit=params.limit, before=before
     )

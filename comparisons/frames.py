@@ -6,6 +6,7 @@ from typing import Annotated, Any, TypeVar
 
 from django.conf import settings
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,7 +19,17 @@ from pydantic import (
     model_validator,
 )
 
-RequestId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (U+0000)")
+    return value
+
+
+#: Every inbound string: strict (no coercion) and NUL-free.
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
+RequestId = Annotated[Text, Field(min_length=1, max_length=128)]
 
 
 class Frame(BaseModel):
@@ -26,8 +37,8 @@ class Frame(BaseModel):
 
 
 class ModelChoice(Frame):
-    provider: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    model: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    provider: Annotated[Text, Field(min_length=1, max_length=64)]
+    model: Annotated[Text, Field(min_length=1, max_length=255)] | None = None
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
     maxTokens: Annotated[StrictInt, Field(ge=1, le=200_000)] | None = None
 
@@ -35,10 +46,10 @@ class ModelChoice(Frame):
 class StartComparison(Frame):
     """``startComparison``: the seed's ``{prompt, providers}`` or ``{prompt, models, ...}``."""
 
-    prompt: StrictStr
-    providers: list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] | None = None
+    prompt: Text
+    providers: list[Annotated[Text, Field(min_length=1, max_length=64)]] | None = None
     models: list[ModelChoice] | None = None
-    system: Annotated[StrictStr, Field(max_length=32_000)] | None = None
+    system: Annotated[Text, Field(max_length=32_000)] | None = None
     requestId: RequestId | None = None
 
     @field_validator("prompt")
@@ -70,11 +81,11 @@ class StartComparison(Frame):
 
 
 class SessionRef(Frame):
-    sessionId: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    sessionId: Annotated[Text, Field(min_length=1, max_length=64)]
 
 
 class ModelRef(SessionRef):
-    model: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+    model: Annotated[Text, Field(min_length=1, max_length=255)]
 
 
 def describe_error(event: str, error: ValidationError) -> str:

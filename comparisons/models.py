@@ -41,8 +41,10 @@ RESPONSE_FINISHED = frozenset(
 
 
 class Comparison(models.Model):
+    ID_MAX_LENGTH = 32
+
     id = models.CharField(
-        primary_key=True, max_length=32, default=new_comparison_id, editable=False
+        primary_key=True, max_length=ID_MAX_LENGTH, default=new_comparison_id, editable=False
     )
     user_id = models.CharField(max_length=255, help_text="Clerk user id (the owner).")
     prompt = models.TextField()

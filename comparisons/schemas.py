@@ -99,3 +99,8 @@ class SessionOut(Schema):
 class NotFoundOut(Schema):
     statusCode: int = 404
     message: str
+
+
+class InvalidOut(Schema):
+    statusCode: int = 422
+    message: str

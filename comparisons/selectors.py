@@ -9,6 +9,12 @@ from django.db.models import Prefetch, Q, QuerySet
 from comparisons.models import Comparison, ModelResponse
 
 
+def _possible_id(comparison_id: str) -> bool:
+    """Whether a row could have this id: PostgreSQL refuses NUL in a query instead of not finding
+    it, so ids that cannot exist are answered without asking the database."""
+    return 0 < len(comparison_id) <= Comparison.ID_MAX_LENGTH and "\x00" not in comparison_id
+
+
 def _with_responses(queryset: QuerySet[Comparison]) -> QuerySet[Comparison]:
     return queryset.prefetch_related(
         Prefetch("responses", queryset=ModelResponse.objects.order_by("position"))
@@ -34,9 +40,13 @@ def comparison_list(
 
 def comparison_get(*, user_id: str, comparison_id: str) -> Comparison | None:
     """One comparison if it exists and belongs to ``user_id``; otherwise None."""
+    if not _possible_id(comparison_id):
+        return None
     return _with_responses(Comparison.objects.filter(pk=comparison_id, user_id=user_id)).first()
 
 
 def comparison_get_any(*, comparison_id: str) -> Comparison | None:
     """One comparison by id, whoever owns it (operator tools only)."""
+    if not _possible_id(comparison_id):
+        return None
     return _with_responses(Comparison.objects.filter(pk=comparison_id)).first()

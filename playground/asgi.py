@@ -16,6 +16,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from accounts.limits import ConnectionLimiter  # noqa: E402
 from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
 from playground.origin import origin_validator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
@@ -24,11 +25,17 @@ from providers.registry import providers  # noqa: E402
 for _error in providers.preload():  # SDK imports now, not on the first comparison's event loop
     logging.getLogger(__name__).error("Provider not loaded: %s", _error)
 
+# One per process, shared by every transport that holds sockets (accounts/limits.py).
+connection_limiter = ConnectionLimiter()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": origin_validator(
-            ClerkAuthMiddleware(URLRouter(websocket_urlpatterns)), settings.CORS_ORIGIN
+            ClerkAuthMiddleware(
+                URLRouter(websocket_urlpatterns(connection_limiter=connection_limiter))
+            ),
+            settings.CORS_ORIGIN,
         ),
     }
 )

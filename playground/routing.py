@@ -6,8 +6,12 @@ from typing import Any
 
 from django.urls import path
 
+from accounts.limits import ConnectionLimiter
 from comparisons.consumers import ComparisonConsumer
 
-websocket_urlpatterns: list[Any] = [
-    path("ws", ComparisonConsumer.as_asgi()),
-]
+
+def websocket_urlpatterns(*, connection_limiter: ConnectionLimiter) -> list[Any]:
+    """The ``/ws`` routes, counting their sockets in the process's ``connection_limiter``."""
+    return [
+        path("ws", ComparisonConsumer.as_asgi(connection_limiter=connection_limiter)),
+    ]

@@ -9,6 +9,7 @@ machine. Production is ``DJANGO_DEBUG=0`` and then a real ``DJANGO_SECRET_KEY`` 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "accounts",
     "providers",
     "comparisons",
+    "axes",  # admin login throttling
 ]
 
 MIDDLEWARE = [
@@ -80,7 +82,24 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes first: it refuses a locked-out client before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login throttling: after this many failed logins from one client address, that address is
+# refused (429) for the cool-off, even with the right password. REMOTE_ADDR is the client's own
+# address (or X-Forwarded-For's with `serve --proxy-headers`).
+AXES_FAILURE_LIMIT: int = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no banner on every manage.py command; lockouts are still logged
 
 ROOT_URLCONF = "playground.urls"
 ASGI_APPLICATION = "playground.asgi.application"
@@ -214,6 +233,10 @@ CLERK_API_URL: str = env.str("CLERK_API_URL", default="https://api.clerk.com")
 CLERK_JWKS_CACHE_SECONDS: int = env.int("CLERK_JWKS_CACHE_SECONDS", default=300)
 CLERK_CLOCK_SKEW_SECONDS: int = env.int("CLERK_CLOCK_SKEW_SECONDS", default=5)
 WS_AUTH_TIMEOUT_SECONDS: float = env.float("WS_AUTH_TIMEOUT_SECONDS", default=10.0)
+# Open-socket caps per server process (accounts/limits.py; over a limit: error + close 4429).
+WS_MAX_UNAUTHENTICATED_PER_CLIENT: int = env.int("WS_MAX_UNAUTHENTICATED_PER_CLIENT", default=10)
+WS_MAX_UNAUTHENTICATED: int = env.int("WS_MAX_UNAUTHENTICATED", default=100)
+WS_MAX_SOCKETS_PER_USER: int = env.int("WS_MAX_SOCKETS_PER_USER", default=20)
 
 # --- AI providers -----------------------------------------------------------------------------
 # Configured like CACHES: alias -> {"BACKEND": dotted path, "OPTIONS": {...}}.

@@ -208,6 +208,7 @@ class BaseProvider(abc.ABC):
         except ProviderError as exc:
             if parts and not exc.partial_text:
                 exc.partial_text = "".join(parts)
+            exc.redact(str(self.options.get("api_key") or ""))
             raise
         finally:
             await raw.aclose()

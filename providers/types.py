@@ -7,7 +7,33 @@ message a user can act on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+#: What stands in for a secret in an error message.
+REDACTED = "[redacted]"
+
+# Vendors echo credentials in error text ("invalid x-api-key: sk-ant-...", "?key=AIza..."); these
+# are the shapes of API keys and bearer credentials worth hiding from users and the database.
+_SECRET_PATTERNS = re.compile(
+    r"""
+      \bsk-[A-Za-z0-9_-]{8,}                            # Anthropic sk-ant-..., OpenAI sk-...
+    | \bAIza[0-9A-Za-z_-]{20,}                          # Google API keys
+    | \bey[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*  # JWTs
+    | (?<=[Bb]earer\ )[^\s"',;]+                        # Authorization: Bearer <token>
+    | (?<=[?&]key=)[^\s&"',;]+                           # ...?key=<key> in echoed URLs
+    | (?<=[?&]api_key=)[^\s&"',;]+
+    """,
+    re.VERBOSE,
+)
+
+
+def redact_secrets(text: str, *secrets: str) -> str:
+    """``text`` with key-like strings and each of ``secrets`` (8+ characters) replaced."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, REDACTED)
+    return _SECRET_PATTERNS.sub(REDACTED, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +90,24 @@ class ModelInfo:
 
 
 class ProviderError(Exception):
-    """Base of every provider failure. ``str(error)`` is safe to show to the user."""
+    """Base of every provider failure. ``str(error)`` is safe to show to the user and to save:
+    key-like strings in it (vendors echo them) are redacted (:func:`redact_secrets`)."""
 
     code = "provider-error"
 
     def __init__(self, message: str, *, status: int | None = None, partial_text: str = "") -> None:
+        message = redact_secrets(message)
         super().__init__(message)
         self.message = message
         self.status = status
         self.partial_text = partial_text
+
+    def redact(self, *secrets: str) -> None:
+        """Also hide these exact strings (e.g. the configured key, whatever its shape)."""
+        message = redact_secrets(self.message, *secrets)
+        if message != self.message:
+            self.message = message
+            self.args = (message,)
 
 
 class ProviderNotConfigured(ProviderError):

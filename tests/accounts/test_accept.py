@@ -9,7 +9,7 @@ import pytest
 
 from accounts.keys import issuer_from_publishable_key, pem_normalize
 from accounts.principal import TokenError
-from accounts.verification import token_verify, token_verify_sync
+from accounts.verification import token_verify
 from tests.accounts.clients import Socket, http_get, socket_outcome
 from tests.tokens import (
     TEST_ISSUER,
@@ -80,11 +80,6 @@ async def test_organization_claims_v2(static_key) -> None:
     principal = await token_verify(token=token)
     assert (principal.org_id, principal.org_role, principal.org_slug) == ("org_1", "admin", "acme")
     assert principal.claims["o"]["id"] == "org_1"
-
-
-def test_sync_verification_with_a_static_key(static_key) -> None:
-    static_key()
-    assert token_verify_sync(token=mint_token(key(), sub="user_s")).user_id == "user_s"
 
 
 @pytest.mark.parametrize("form", ["multi-line", "one-line", "one-line-spaces", "escaped-newlines"])

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 
 from accounts.checks import clerk_configured
 from accounts.principal import TokenError
-from accounts.verification import token_verify, token_verify_sync
+from accounts.verification import token_verify
 from tests.accounts.clients import http_get
 from tests.tokens import TEST_PUBLISHABLE_KEY, mint_token, shared_private_key
 
@@ -38,15 +38,15 @@ def devtoken(**options: object) -> str:
     return out.getvalue().strip()
 
 
-def test_devtoken_output_verifies(dev_settings, tmp_path: Path) -> None:
+async def test_devtoken_output_verifies(dev_settings, tmp_path: Path) -> None:
     token = devtoken(user="user_cli", ttl=120)
-    principal = token_verify_sync(token=token)
+    principal = await token_verify(token=token)
     assert principal.user_id == "user_cli" and principal.session_id.startswith("sess_")
     assert principal.claims["exp"] - principal.claims["iat"] == 120
     key_file = tmp_path / "dev-jwt-key.pem"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     # The same key is reused: a second token verifies too.
-    assert token_verify_sync(token=devtoken()).user_id == "user_dev"
+    assert (await token_verify(token=devtoken())).user_id == "user_dev"
 
 
 async def test_devtoken_works_over_http(dev_settings) -> None:
@@ -74,11 +74,11 @@ def test_devtoken_refuses_with_a_clerk_key_or_without_debug(dev_settings) -> Non
         devtoken()
 
 
-def test_dev_key_is_not_used_in_production(dev_settings) -> None:
+async def test_dev_key_is_not_used_in_production(dev_settings) -> None:
     token = devtoken()
     dev_settings.DEBUG = False
     with pytest.raises(TokenError) as caught:
-        token_verify_sync(token=token)
+        await token_verify(token=token)
     assert caught.value.code == "auth-not-configured"
 
 

@@ -7,10 +7,9 @@ import socket
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from accounts.principal import TokenError
-from accounts.verification import token_verify, token_verify_sync
+from accounts.verification import token_verify
 from tests.accounts.clients import http_get, socket_outcome
 from tests.accounts.conftest import JwksServer
 from tests.tokens import configure_jwks, mint_token, shared_private_key
@@ -119,19 +118,3 @@ async def test_recovers_after_an_outage(jwks_server: JwksServer) -> None:
         await token_verify(token=mint_token(key()))
     jwks_server.status = 200
     assert (await token_verify(token=mint_token(key(), sub="user_back"))).user_id == "user_back"
-
-
-async def test_sync_verification_uses_the_same_cache(jwks_server: JwksServer) -> None:
-    token = mint_token(key(), sub="user_sync")
-    principal = await sync_to_async(token_verify_sync)(token=token)
-    assert principal.user_id == "user_sync"
-    await token_verify(token=mint_token(key()))
-    assert jwks_server.requests == 1
-
-
-def test_sync_verification_unknown_kid(jwks_server: JwksServer) -> None:
-    assert token_verify_sync(token=mint_token(key())).user_id == "user_test"
-    with pytest.raises(TokenError) as caught:
-        token_verify_sync(token=mint_token(key(), kid="ins_unknown"))
-    assert caught.value.code == "token-unknown-kid"
-    assert jwks_server.requests == 2

@@ -109,7 +109,10 @@ CASES = [
     Case("no-exp", lambda: mint_token(key(), exp=OMIT), "token-missing-claim"),
     Case("exp-string", lambda: mint_token(key(), exp=str(now() + 60)), "token-invalid-claim"),
     Case("exp-float", lambda: mint_token(key(), exp=now() + 60.5), "token-invalid-claim"),
+    Case("exp-not-a-number", lambda: mint_token(key(), exp="soon"), "token-invalid-claim"),
+    Case("nbf-string", lambda: mint_token(key(), nbf=str(now())), "token-invalid-claim"),
     Case("iat-bool", lambda: mint_token(key(), iat=True), "token-invalid-claim"),
+    Case("iat-null", lambda: mint_token(key(), iat=None), "token-missing-claim"),
     Case("no-iat", lambda: mint_token(key(), iat=OMIT), "token-missing-claim"),
     Case("no-sub", lambda: mint_token(key(), sub=OMIT), "token-missing-claim"),
     Case("sub-not-string", lambda: mint_token(key(), sub=12345), "token-invalid-claim"),
@@ -133,6 +136,14 @@ CASES = [
         "token-invalid-issuer",
     ),
     Case("no-iss", lambda: mint_token(key(), iss=OMIT), "token-invalid-issuer"),
+    Case(
+        "iss-not-string",  # PyJWT will not encode it: sign the bytes ourselves
+        lambda: signed(
+            {"alg": "RS256", "typ": "JWT", "kid": TEST_KID},
+            json.dumps(claims_default(iss=123)).encode(),
+        ),
+        "token-invalid-issuer",
+    ),
     Case("rs512", lambda: mint_token(key(), algorithm="RS512"), "token-invalid-algorithm"),
     Case(
         "es256",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.accounts.clients import Socket
@@ -80,6 +81,52 @@ async def test_bad_refresh_token_closes(static_key) -> None:
     assert await socket.refusal() == ("token-expired", 4401)
 
 
+def short_token(sub: str, ttl: int = 2) -> str:
+    return mint_token(key(), sub=sub, exp=int(time.time()) + ttl)
+
+
+async def test_socket_is_closed_when_its_token_lapses(static_key, settings) -> None:
+    static_key()
+    settings.CLERK_CLOCK_SKEW_SECONDS = 0
+    socket = await Socket(token=short_token("user_lapse")).open()
+    assert (await socket.receive())["event"] == "authenticated"
+    assert await socket.refusal(timeout=10) == ("token-expired", 4401)
+
+
+async def test_an_event_after_the_token_lapsed_is_refused_not_run(static_key, settings) -> None:
+    static_key()
+    settings.CLERK_CLOCK_SKEW_SECONDS = 0
+    socket = await Socket(token=short_token("user_late_event", ttl=1)).open()
+    assert (await socket.receive())["event"] == "authenticated"
+    # Hold the event loop past exp (as a busy server would) so the frame and the expiry race.
+    lapsed_at = int(time.time()) + 2
+    while time.time() < lapsed_at:
+        time.sleep(0.05)  # noqa: ASYNC251 -- blocking the loop is the point here
+    await socket.send("echo", {"x": 1})
+    assert await socket.refusal(timeout=10) == ("token-expired", 4401)
+
+
+async def test_refresh_before_exp_keeps_the_socket_open(static_key, settings) -> None:
+    static_key()
+    settings.CLERK_CLOCK_SKEW_SECONDS = 0
+    token = short_token("user_refresh")
+    refreshed = await Socket(token=token).open()
+    stale = await Socket(token=token).open()
+    assert (await refreshed.receive())["event"] == "authenticated"
+    assert (await stale.receive())["event"] == "authenticated"
+    await refreshed.send("authenticate", {"token": mint_token(key(), sub="user_refresh")})
+    assert (await refreshed.receive())["event"] == "authenticated"
+    # The same first token lapses on the socket that was not refreshed ...
+    assert await stale.refusal(timeout=10) == ("token-expired", 4401)
+    # ... while the refreshed one still runs events.
+    await refreshed.send("echo", {"x": 2})
+    assert await refreshed.receive() == {
+        "event": "echo",
+        "data": {"data": {"x": 2}, "userId": "user_refresh"},
+    }
+    await refreshed.close()
+
+
 async def test_frames_after_authentication(static_key) -> None:
     static_key()
     socket = await Socket(token=mint_token(key(), sub="user_f")).open()
@@ -103,6 +150,20 @@ async def test_frames_after_authentication(static_key) -> None:
         "event": "echo",
         "data": {"data": [1, "two"], "userId": "user_f"},
     }
+    await socket.close()
+
+
+async def test_deeply_nested_json_is_an_error_even_before_authentication(static_key) -> None:
+    static_key()
+    socket = await Socket().open()
+    await socket.send_raw("[" * 50_000 + "]" * 50_000)
+    assert await socket.receive() == {
+        "event": "error",
+        "data": {"message": "Frame is not valid JSON: nested too deeply"},
+    }
+    # The socket stays open and can still authenticate.
+    await socket.send("authenticate", {"token": mint_token(key(), sub="user_deep")})
+    assert await socket.receive() == {"event": "authenticated", "data": {"userId": "user_deep"}}
     await socket.close()
 
 
