@@ -136,6 +136,7 @@ async def test_a_burst_of_starts_opens_upstream_requests_for_the_admitted_ones_o
     not 180, and the 27 refused sockets receive their error and nothing else."""
     settings.PLAYGROUND_MAX_RUNNING_PER_USER = 3
     settings.PLAYGROUND_MAX_STARTS_PER_MINUTE = 100
+    settings.WS_MAX_SOCKETS_PER_USER = 30
     upstream = upstream_providers
     upstream.script("burst", deltas=LONG, delay=0.05)
     clients = [await connect("user_burst") for _ in range(30)]
