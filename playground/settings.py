@@ -238,6 +238,16 @@ AI_PROVIDERS: dict[str, dict[str, Any]] = {
             "max_retries": env.int("GOOGLE_GEMINI_MAX_RETRIES", default=2),
         },
     },
+    "openai": {
+        "BACKEND": "providers.backends.openai.OpenAIProvider",
+        "OPTIONS": {
+            "api_key": env.str("OPENAI_API_KEY", default=""),
+            "base_url": env.str("OPENAI_BASE_URL", default="") or None,
+            "default_model": env.str("OPENAI_MODEL", default="gpt-4.1-mini"),
+            "timeout": env.float("OPENAI_TIMEOUT", default=60.0),
+            "max_retries": env.int("OPENAI_MAX_RETRIES", default=2),
+        },
+    },
     "demo": {
         "BACKEND": "providers.backends.demo.DemoProvider",
         "OPTIONS": {

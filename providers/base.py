@@ -84,15 +84,21 @@ class BaseProvider(abc.ABC):
     :meth:`_stream`.
     """
 
-    display_name: ClassVar[str] = ""
+    #: The vendor's name in messages; an alias's ``label`` option replaces it.
+    display_name: str = ""
     default_models: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     fallback_default_model: ClassVar[str] = ""
-    requires_api_key: ClassVar[bool] = True
-    api_key_env: ClassVar[str] = "an API key"
+    requires_api_key: bool = True
+    api_key_env: str = "an API key"
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         self.alias = alias
         self.options: dict[str, Any] = dict(options)
+        self.display_name = str(self.options.get("label") or type(self).display_name or alias)
+        self.api_key_env = str(self.options.get("api_key_env") or type(self).api_key_env)
+        self.requires_api_key = bool(
+            self.options.get("requires_api_key", type(self).requires_api_key)
+        )
         self.default_model: str = str(
             self.options.get("default_model") or self.fallback_default_model
         )

@@ -48,6 +48,8 @@ class StreamEnd:
 
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
+    #: The model name the vendor reported in its stream (e.g. the dated version of an alias).
+    model: str | None = None
 
 
 StreamEvent = TextDelta | StreamEnd

@@ -85,6 +85,7 @@ class AnthropicProvider(BaseProvider):
             params["extra_body"] = {"temperature": request.temperature}
         input_tokens = cached = output_tokens = 0
         stop_reason: str | None = None
+        model: str | None = None
         finished = False
         loads = json.loads
         try:
@@ -104,7 +105,9 @@ class AnthropicProvider(BaseProvider):
                         if delta["type"] == "text_delta":
                             yield TextDelta(delta["text"])
                     elif kind == "message_start":
-                        usage = event["message"]["usage"]
+                        message = event["message"]
+                        model = message.get("model")
+                        usage = message["usage"]
                         cached = usage.get("cache_read_input_tokens") or 0
                         input_tokens = (
                             usage["input_tokens"]
@@ -141,6 +144,7 @@ class AnthropicProvider(BaseProvider):
                 input_tokens=input_tokens, output_tokens=output_tokens, cached_input_tokens=cached
             ),
             _FINISH.get(stop_reason or "", stop_reason),
+            model,
         )
 
     @staticmethod

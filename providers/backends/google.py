@@ -158,6 +158,7 @@ class GeminiProvider(BaseProvider):
     async def _stream(self, request: StreamRequest) -> AsyncGenerator[TextDelta | StreamEnd, None]:
         usage: dict[str, Any] | None = None
         finish: str | None = None
+        model: str | None = None
         streamed = False
         loads = json.loads
         response: httpx.Response | None = None
@@ -171,6 +172,8 @@ class GeminiProvider(BaseProvider):
                         code = error.get("code") if isinstance(error, dict) else None
                         await errors.APIError.raise_error_async(int(code or 500), chunk, response)
                     usage = chunk.get("usageMetadata") or usage
+                    if model is None:
+                        model = chunk.get("modelVersion")
                     candidates = chunk.get("candidates")
                     if not candidates:
                         continue
@@ -202,7 +205,7 @@ class GeminiProvider(BaseProvider):
                 await response.aclose()
         if finish is None:
             raise StreamBroken("Google Gemini ended the stream before the answer was complete")
-        yield StreamEnd(self._usage(usage), self._finish(finish))
+        yield StreamEnd(self._usage(usage), self._finish(finish), model)
 
     @staticmethod
     def _finish(reason: str) -> str:

@@ -22,9 +22,14 @@ from .helpers import collect
 
 
 def test_default_settings_load_every_backend() -> None:
-    assert providers.aliases()[:3] == ["anthropic", "google", "demo"]
+    assert providers.aliases()[:4] == ["anthropic", "google", "openai", "demo"]
     names = {p.alias: p.display_name for p in providers.all()}
-    assert names == {"anthropic": "Anthropic", "google": "Google Gemini", "demo": "Demo"}
+    assert names == {
+        "anthropic": "Anthropic",
+        "google": "Google Gemini",
+        "openai": "OpenAI",
+        "demo": "Demo",
+    }
     assert "demo" in providers and "nope" not in providers
     for provider in providers.all():
         assert provider.default_model in provider.models()
@@ -76,7 +81,7 @@ def test_the_server_imports_the_sdks_before_the_first_comparison(tmp_path: Path)
     never scan it again."""
     code = (
         "import gc, sys, sniffio, playground.asgi; "
-        "print(all(m in sys.modules for m in ('anthropic', 'google.genai')), "
+        "print(all(m in sys.modules for m in ('anthropic', 'google.genai', 'openai')), "
         "gc.get_freeze_count() > 100_000, len(gc.get_objects()) < 10_000, "
         "sniffio.current_async_library_cvar.get())"
     )
