@@ -8,6 +8,7 @@ machine. Production is ``DJANGO_DEBUG=0`` and then a real ``DJANGO_SECRET_KEY`` 
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from playground.layers import redis_channel_layer
+from providers.config import openai_compatible_from_env, providers_from_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -256,6 +258,12 @@ AI_PROVIDERS: dict[str, dict[str, Any]] = {
         },
     },
 }
+# Operators' own aliases (OpenAI-compatible servers: Ollama, vLLM, OpenRouter…), see
+# providers/config.py: OPENAI_COMPATIBLE=<alias,…> with <ALIAS>_BASE_URL etc., and/or a TOML file.
+AI_PROVIDERS.update(openai_compatible_from_env(os.environ, taken=AI_PROVIDERS))
+AI_PROVIDERS_FILE: str = env.str("AI_PROVIDERS_FILE", default="")
+if AI_PROVIDERS_FILE:
+    AI_PROVIDERS.update(providers_from_file(AI_PROVIDERS_FILE, os.environ, taken=AI_PROVIDERS))
 # Optional JSON file of model prices that overrides/extends each backend's built-in price list.
 AI_MODEL_PRICES_FILE: str = env.str("AI_MODEL_PRICES_FILE", default="")
 PROVIDER_FIRST_TOKEN_TIMEOUT: float = env.float("PROVIDER_FIRST_TOKEN_TIMEOUT", default=60.0)
