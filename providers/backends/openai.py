@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx2
 import openai
@@ -26,6 +27,7 @@ from ..sse import sse_data
 from ..types import (
     AuthenticationFailed,
     BadRequest,
+    ModelInfo,
     Overloaded,
     ProviderError,
     ProviderTimeout,
@@ -38,19 +40,11 @@ from ..types import (
     Usage,
 )
 
-#: Built-in prices (USD per million tokens); operators override them in settings or a JSON file.
-DEFAULT_MODELS: dict[str, dict[str, Any]] = {
-    "gpt-5": {"input": 1.25, "output": 10.0, "label": "GPT-5"},
-    "gpt-5-mini": {"input": 0.25, "output": 2.0, "label": "GPT-5 mini"},
-    "gpt-5-nano": {"input": 0.05, "output": 0.40, "label": "GPT-5 nano"},
-    "gpt-4.1": {"input": 2.0, "output": 8.0, "label": "GPT-4.1"},
-    "gpt-4.1-mini": {"input": 0.40, "output": 1.60, "label": "GPT-4.1 mini"},
-    "gpt-4.1-nano": {"input": 0.10, "output": 0.40, "label": "GPT-4.1 nano"},
-    "gpt-4o": {"input": 2.50, "output": 10.0, "label": "GPT-4o"},
-    "gpt-4o-mini": {"input": 0.15, "output": 0.60, "label": "GPT-4o mini"},
-    "o4-mini": {"input": 1.10, "output": 4.40, "label": "o4-mini"},
-    "o3": {"input": 2.0, "output": 8.0, "label": "o3"},
-}
+#: Models in a models list that cannot answer a chat (OpenAI lists them with the rest).
+_NOT_CHAT = re.compile(
+    r"embed|whisper|tts|dall-e|davinci|babbage|moderation|image|transcribe|realtime|audio|sora",
+    re.IGNORECASE,
+)
 
 #: Sent when a local server needs no key: the SDK refuses to start without one.
 NO_KEY = "no-key"
@@ -66,7 +60,6 @@ class OpenAIProvider(BaseProvider):
     display_name = "OpenAI"
     api_key_env = "OPENAI_API_KEY"
     fallback_default_model = "gpt-4.1-mini"
-    default_models: ClassVar[Mapping[str, Mapping[str, Any]]] = DEFAULT_MODELS
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
@@ -89,6 +82,25 @@ class OpenAIProvider(BaseProvider):
             )
             self._client_loop = loop
         return self._client
+
+    async def _list_models(self) -> list[ModelInfo]:
+        """``GET {base_url}/models`` through the SDK, without the models that do not chat
+        (embeddings, speech, images…); OpenRouter's names and context lengths, and vLLM's
+        ``max_model_len``, where the server reports them."""
+        found = []
+        async for model in self.client().models.list():
+            if _NOT_CHAT.search(model.id):
+                continue
+            extra = model.model_extra or {}
+            context = extra.get("context_length") or extra.get("max_model_len")
+            found.append(
+                ModelInfo(
+                    model.id,
+                    str(extra.get("name") or model.id),
+                    context_window=context if isinstance(context, int) else None,
+                )
+            )
+        return found
 
     def request_body(self, request: StreamRequest) -> dict[str, Any]:
         """The Chat Completions JSON for one user turn (``stream`` is added by the SDK call)."""
