@@ -16,7 +16,7 @@ __all__ = ["ProviderListing", "provider_catalogue_list"]
 
 @dataclass(frozen=True)
 class ProviderListing:
-    """One provider alias with its catalogue (``None`` when the alias cannot be loaded)."""
+    """One provider alias with its catalogue (empty, with an error, when it cannot be loaded)."""
 
     alias: str
     label: str
