@@ -27,12 +27,13 @@ class ModelResponseInline(ReadOnlyMixin, admin.StackedInline):
     extra = 0
     can_delete = False
     fields = (
-        ("key", "provider", "model_name", "status"),
+        ("key", "provider", "model_name", "response_model", "status"),
         ("temperature", "max_tokens", "finish_reason"),
         "content",
         "error",
         ("duration_ms", "time_to_first_token_ms", "tokens_per_second"),
-        ("input_tokens", "output_tokens", "total_tokens", "estimated_cost"),
+        ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"),
+        ("total_tokens", "estimated_cost", "price_version"),
         ("chunk_count", "started_at", "finished_at"),
     )
     readonly_fields = tuple(

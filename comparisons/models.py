@@ -103,7 +103,24 @@ class ModelResponse(models.Model):
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
-    estimated_cost = models.FloatField(null=True, blank=True, help_text="USD")
+    cached_input_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Part of the input tokens, read from the vendor's cache."
+    )
+    reasoning_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Part of the output tokens, spent thinking."
+    )
+    estimated_cost = models.FloatField(
+        null=True, blank=True, help_text="USD; empty when the model's price is unknown."
+    )
+    price_version = models.CharField(
+        max_length=64, blank=True, default="", help_text="The price list the cost comes from."
+    )
+    response_model = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The model the vendor says answered, when it differs from model_name.",
+    )
 
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -121,16 +138,21 @@ class ModelResponse(models.Model):
         return f"{self.key} ({self.status})"
 
     @property
-    def metrics(self) -> dict[str, float | int | None] | None:
-        """The seed's metrics object (plus the new fields), or None before the model finished."""
+    def metrics(self) -> dict[str, float | int | str | None] | None:
+        """The seed's metrics object (plus the new fields), or None before the model finished.
+        ``estimatedCost`` is ``None`` when the model's price is unknown."""
         if self.duration_ms is None:
             return None
         return {
             "durationInMilliseconds": self.duration_ms,
             "tokensUsed": self.total_tokens or 0,
-            "estimatedCost": self.estimated_cost or 0.0,
+            "estimatedCost": self.estimated_cost,
             "timeToFirstTokenInMilliseconds": self.time_to_first_token_ms,
             "inputTokens": self.input_tokens or 0,
             "outputTokens": self.output_tokens or 0,
             "tokensPerSecond": self.tokens_per_second or 0.0,
+            "cachedInputTokens": self.cached_input_tokens or 0,
+            "reasoningTokens": self.reasoning_tokens or 0,
+            "priceVersion": self.price_version or None,
+            "responseModel": self.response_model or None,
         }

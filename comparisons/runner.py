@@ -91,7 +91,11 @@ class SlotRun:
             output_tokens=metrics.get("outputTokens"),
             total_tokens=metrics.get("tokensUsed"),
             tokens_per_second=metrics.get("tokensPerSecond"),
+            cached_input_tokens=metrics.get("cachedInputTokens"),
+            reasoning_tokens=metrics.get("reasoningTokens"),
             estimated_cost=metrics.get("estimatedCost"),
+            price_version=metrics.get("priceVersion") or "",
+            response_model=metrics.get("responseModel") or "",
             started_at=self.started_at,
             finished_at=self.finished_at,
         )
@@ -386,12 +390,19 @@ class ComparisonRun:
         slot: SlotRun, end: StreamEnd, start: float, first: float | None, finished: float
     ) -> dict[str, Any]:
         usage = end.usage
+        model = slot.request.model
         duration_s = finished - start
         generating_s = finished - first if first is not None else duration_s
+        # The model the vendor says answered, kept when it is not the one asked for (an alias
+        # such as ``-latest`` resolved to a dated version).
+        answered = end.model
+        if answered and answered.removeprefix("models/") == model.removeprefix("models/"):
+            answered = None
         return {
             "durationInMilliseconds": round(duration_s * 1000, 1),
             "tokensUsed": usage.total_tokens,
-            "estimatedCost": slot.provider.estimate_cost(usage, slot.request.model),
+            # None when the model's price is unknown: never a made-up 0.
+            "estimatedCost": slot.provider.estimate_cost(usage, model),
             "timeToFirstTokenInMilliseconds": (
                 round((first - start) * 1000, 1) if first is not None else None
             ),
@@ -400,6 +411,10 @@ class ComparisonRun:
             "tokensPerSecond": (
                 round(usage.output_tokens / generating_s, 2) if generating_s > 0 else 0.0
             ),
+            "cachedInputTokens": usage.cached_input_tokens,
+            "reasoningTokens": usage.reasoning_tokens,
+            "priceVersion": slot.provider.price_version,
+            "responseModel": answered,
         }
 
 

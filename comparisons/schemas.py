@@ -13,11 +13,17 @@ from comparisons.models import Comparison, ModelResponse
 class MetricsOut(Schema):
     durationInMilliseconds: float
     tokensUsed: int
-    estimatedCost: float
+    estimatedCost: float | None = Field(..., description="USD; null when the price is unknown.")
     timeToFirstTokenInMilliseconds: float | None
     inputTokens: int
     outputTokens: int
     tokensPerSecond: float
+    cachedInputTokens: int = Field(0, description="Part of inputTokens, read from a cache.")
+    reasoningTokens: int = Field(0, description="Part of outputTokens, spent thinking.")
+    priceVersion: str | None = Field(None, description="The price list estimatedCost uses.")
+    responseModel: str | None = Field(
+        None, description="The model the vendor says answered, when not the one asked for."
+    )
 
 
 class ModelSlotOut(Schema):

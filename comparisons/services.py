@@ -53,7 +53,11 @@ class ResponseProgress:
     output_tokens: int | None = None
     total_tokens: int | None = None
     tokens_per_second: float | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
     estimated_cost: float | None = None
+    price_version: str = ""
+    response_model: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -71,7 +75,11 @@ PROGRESS_FIELDS = [
     "output_tokens",
     "total_tokens",
     "tokens_per_second",
+    "cached_input_tokens",
+    "reasoning_tokens",
     "estimated_cost",
+    "price_version",
+    "response_model",
     "started_at",
     "finished_at",
 ]

@@ -31,3 +31,4 @@ def _ninja_unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpR
 
 api.add_router("", "accounts.api.router")
 api.add_router("", "comparisons.api.router")
+api.add_router("", "providers.api.router")

@@ -8,6 +8,7 @@ machine. Production is ``DJANGO_DEBUG=0`` and then a real ``DJANGO_SECRET_KEY`` 
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from playground.layers import redis_channel_layer
+from providers.config import openai_compatible_from_env, providers_from_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -249,6 +251,7 @@ AI_PROVIDERS: dict[str, dict[str, Any]] = {
             "default_model": env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-6"),
             "timeout": env.float("ANTHROPIC_TIMEOUT", default=60.0),
             "max_retries": env.int("ANTHROPIC_MAX_RETRIES", default=2),
+            "allowed_models": env.list("ANTHROPIC_ALLOWED_MODELS", default=[]),
         },
     },
     "google": {
@@ -259,6 +262,18 @@ AI_PROVIDERS: dict[str, dict[str, Any]] = {
             "default_model": env.str("GOOGLE_GEMINI_MODEL", default="gemini-2.5-flash"),
             "timeout": env.float("GOOGLE_GEMINI_TIMEOUT", default=60.0),
             "max_retries": env.int("GOOGLE_GEMINI_MAX_RETRIES", default=2),
+            "allowed_models": env.list("GOOGLE_GEMINI_ALLOWED_MODELS", default=[]),
+        },
+    },
+    "openai": {
+        "BACKEND": "providers.backends.openai.OpenAIProvider",
+        "OPTIONS": {
+            "api_key": env.str("OPENAI_API_KEY", default=""),
+            "base_url": env.str("OPENAI_BASE_URL", default="") or None,
+            "default_model": env.str("OPENAI_MODEL", default="gpt-4.1-mini"),
+            "timeout": env.float("OPENAI_TIMEOUT", default=60.0),
+            "max_retries": env.int("OPENAI_MAX_RETRIES", default=2),
+            "allowed_models": env.list("OPENAI_ALLOWED_MODELS", default=[]),
         },
     },
     "demo": {
@@ -269,8 +284,16 @@ AI_PROVIDERS: dict[str, dict[str, Any]] = {
         },
     },
 }
-# Optional JSON file of model prices that overrides/extends each backend's built-in price list.
+# Operators' own aliases (OpenAI-compatible servers: Ollama, vLLM, OpenRouter…), see
+# providers/config.py: OPENAI_COMPATIBLE=<alias,…> with <ALIAS>_BASE_URL etc., and/or a TOML file.
+AI_PROVIDERS.update(openai_compatible_from_env(os.environ, taken=AI_PROVIDERS))
+AI_PROVIDERS_FILE: str = env.str("AI_PROVIDERS_FILE", default="")
+if AI_PROVIDERS_FILE:
+    AI_PROVIDERS.update(providers_from_file(AI_PROVIDERS_FILE, os.environ, taken=AI_PROVIDERS))
+# Optional JSON file of model prices that overrides/extends the shipped providers/prices.json.
 AI_MODEL_PRICES_FILE: str = env.str("AI_MODEL_PRICES_FILE", default="")
+# How long each provider's live models list (its vendor's models API) is cached, in seconds.
+AI_MODELS_CACHE_SECONDS: float = env.float("AI_MODELS_CACHE_SECONDS", default=600.0)
 PROVIDER_FIRST_TOKEN_TIMEOUT: float = env.float("PROVIDER_FIRST_TOKEN_TIMEOUT", default=60.0)
 PROVIDER_IDLE_TIMEOUT: float = env.float("PROVIDER_IDLE_TIMEOUT", default=30.0)
 

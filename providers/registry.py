@@ -29,6 +29,7 @@ RELOAD_SETTINGS = frozenset(
     {
         "AI_PROVIDERS",
         "AI_MODEL_PRICES_FILE",
+        "AI_MODELS_CACHE_SECONDS",
         "PROVIDER_FIRST_TOKEN_TIMEOUT",
         "PROVIDER_IDLE_TIMEOUT",
     }

@@ -74,19 +74,43 @@ class StreamEnd:
 
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
+    #: The model name the vendor reported in its stream (e.g. the dated version of an alias).
+    model: str | None = None
 
 
 StreamEvent = TextDelta | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """A model's price in USD per million tokens (``cached_input``: a cache read; ``None`` when
+    the vendor has no cache price, then cached input costs ``input``)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """A model a provider offers, with its price in USD per million tokens."""
+    """A model a provider offers: its label, its price (``None``: unknown) and, where the vendor
+    reports them, its context and output limits in tokens."""
 
     name: str
-    input_price_per_million: float
-    output_price_per_million: float
     label: str = ""
+    price: ModelPrice | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """What a provider offers now: from the vendor's models API (``live``) or, when that is
+    unreachable or the provider is not configured, the configured defaults (``error`` says why)."""
+
+    models: tuple[ModelInfo, ...]
+    live: bool
+    error: str | None = None
 
 
 class ProviderError(Exception):

@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar
+from typing import Any
 
 import anthropic
 import httpx2
@@ -17,6 +17,7 @@ from ..sse import sse_data
 from ..types import (
     AuthenticationFailed,
     BadRequest,
+    ModelInfo,
     Overloaded,
     ProviderError,
     ProviderTimeout,
@@ -29,19 +30,11 @@ from ..types import (
     Usage,
 )
 
-#: Built-in prices (USD per million tokens); operators override them in settings or a JSON file.
-DEFAULT_MODELS: dict[str, dict[str, Any]] = {
-    "claude-sonnet-4-6": {"input": 3.0, "output": 15.0, "label": "Claude Sonnet 4.6"},
-    "claude-opus-4-5": {"input": 5.0, "output": 25.0, "label": "Claude Opus 4.5"},
-    "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "label": "Claude Haiku 4.5"},
-    "claude-opus-4-1-20250805": {"input": 15.0, "output": 75.0, "label": "Claude Opus 4.1"},
-    "claude-sonnet-4-5-20250929": {"input": 3.0, "output": 15.0, "label": "Claude Sonnet 4.5"},
-    "claude-sonnet-4-20250514": {"input": 3.0, "output": 15.0, "label": "Claude Sonnet 4"},
-    "claude-haiku-4-5-20251001": {"input": 1.0, "output": 5.0, "label": "Claude Haiku 4.5"},
-    "claude-3-5-haiku-20241022": {"input": 0.8, "output": 4.0, "label": "Claude Haiku 3.5"},
-}
-
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class AnthropicProvider(BaseProvider):
@@ -51,7 +44,20 @@ class AnthropicProvider(BaseProvider):
     display_name = "Anthropic"
     api_key_env = "ANTHROPIC_API_KEY"
     fallback_default_model = "claude-sonnet-4-6"
-    default_models: ClassVar[Mapping[str, Mapping[str, Any]]] = DEFAULT_MODELS
+
+    async def _list_models(self) -> list[ModelInfo]:
+        """``GET /v1/models`` (every page), through the SDK."""
+        found = []
+        async for model in self.client().models.list(limit=1000):
+            found.append(
+                ModelInfo(
+                    model.id,
+                    model.display_name or model.id,
+                    context_window=_int(getattr(model, "max_input_tokens", None)),
+                    max_output_tokens=_int(getattr(model, "max_tokens", None)),
+                )
+            )
+        return found
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
@@ -85,6 +91,7 @@ class AnthropicProvider(BaseProvider):
             params["extra_body"] = {"temperature": request.temperature}
         input_tokens = cached = output_tokens = 0
         stop_reason: str | None = None
+        model: str | None = None
         finished = False
         loads = json.loads
         try:
@@ -104,7 +111,9 @@ class AnthropicProvider(BaseProvider):
                         if delta["type"] == "text_delta":
                             yield TextDelta(delta["text"])
                     elif kind == "message_start":
-                        usage = event["message"]["usage"]
+                        message = event["message"]
+                        model = message.get("model")
+                        usage = message["usage"]
                         cached = usage.get("cache_read_input_tokens") or 0
                         input_tokens = (
                             usage["input_tokens"]
@@ -141,6 +150,7 @@ class AnthropicProvider(BaseProvider):
                 input_tokens=input_tokens, output_tokens=output_tokens, cached_input_tokens=cached
             ),
             _FINISH.get(stop_reason or "", stop_reason),
+            model,
         )
 
     @staticmethod

@@ -52,10 +52,8 @@ class DemoProvider(BaseProvider):
     display_name = "Demo"
     requires_api_key = False
     fallback_default_model = "demo-echo"
-    default_models: ClassVar[Mapping[str, Mapping[str, Any]]] = {
-        "demo-echo": {"input": 0.0, "output": 0.0, "label": "Demo (offline echo)"},
-        "demo-fast": {"input": 0.0, "output": 0.0, "label": "Demo (offline, fast)"},
-    }
+    #: Only its own models (``demo-echo``, ``demo-fast``, in the price book) exist.
+    open_catalogue = False
     #: Pace multiplier per model.
     speedups: ClassVar[Mapping[str, float]] = {"demo-fast": 4.0}
 

@@ -15,7 +15,7 @@ import json
 import random
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 from google.genai import errors
@@ -25,6 +25,7 @@ from ..sse import sse_data
 from ..types import (
     AuthenticationFailed,
     BadRequest,
+    ModelInfo,
     Overloaded,
     ProviderError,
     ProviderTimeout,
@@ -42,13 +43,6 @@ DEFAULT_API_VERSION = "v1beta"
 #: Statuses retried before any text, as the SDK retries them (408, 429 and 5xx gateways).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-#: Built-in prices (USD per million tokens, prompts up to 200k tokens); overridable.
-DEFAULT_MODELS: dict[str, dict[str, Any]] = {
-    "gemini-2.5-pro": {"input": 1.25, "output": 10.0, "label": "Gemini 2.5 Pro"},
-    "gemini-2.5-flash": {"input": 0.30, "output": 2.50, "label": "Gemini 2.5 Flash"},
-    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40, "label": "Gemini 2.5 Flash-Lite"},
-    "gemini-2.0-flash": {"input": 0.10, "output": 0.40, "label": "Gemini 2.0 Flash"},
-}
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 
@@ -61,7 +55,6 @@ class GeminiProvider(BaseProvider):
     display_name = "Google Gemini"
     api_key_env = "GOOGLE_GEMINI_API_KEY"
     fallback_default_model = "gemini-2.5-flash"
-    default_models: ClassVar[Mapping[str, Mapping[str, Any]]] = DEFAULT_MODELS
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
@@ -94,6 +87,34 @@ class GeminiProvider(BaseProvider):
             )
             self._client_loop = loop
         return self._client
+
+    async def _list_models(self) -> list[ModelInfo]:
+        """``GET {version}/models`` (``models.list``, every page): the models that generate
+        content, with their token limits."""
+        client = self.client()
+        found = []
+        token = ""
+        for _page in range(50):
+            params = {"pageSize": "1000", **({"pageToken": token} if token else {})}
+            response = await client.get(f"{self.endpoint}models", params=params)
+            response.raise_for_status()
+            data = response.json()
+            for model in data.get("models") or []:
+                if "generateContent" not in (model.get("supportedGenerationMethods") or ()):
+                    continue
+                name = str(model["name"]).removeprefix("models/")
+                found.append(
+                    ModelInfo(
+                        name,
+                        str(model.get("displayName") or name),
+                        context_window=model.get("inputTokenLimit"),
+                        max_output_tokens=model.get("outputTokenLimit"),
+                    )
+                )
+            token = data.get("nextPageToken") or ""
+            if not token:
+                break
+        return found
 
     def request_url(self, model: str) -> str:
         """The streaming endpoint of ``model`` (a bare name or a ``models/…`` resource)."""
@@ -158,6 +179,7 @@ class GeminiProvider(BaseProvider):
     async def _stream(self, request: StreamRequest) -> AsyncGenerator[TextDelta | StreamEnd, None]:
         usage: dict[str, Any] | None = None
         finish: str | None = None
+        model: str | None = None
         streamed = False
         loads = json.loads
         response: httpx.Response | None = None
@@ -171,6 +193,8 @@ class GeminiProvider(BaseProvider):
                         code = error.get("code") if isinstance(error, dict) else None
                         await errors.APIError.raise_error_async(int(code or 500), chunk, response)
                     usage = chunk.get("usageMetadata") or usage
+                    if model is None:
+                        model = chunk.get("modelVersion")
                     candidates = chunk.get("candidates")
                     if not candidates:
                         continue
@@ -202,7 +226,7 @@ class GeminiProvider(BaseProvider):
                 await response.aclose()
         if finish is None:
             raise StreamBroken("Google Gemini ended the stream before the answer was complete")
-        yield StreamEnd(self._usage(usage), self._finish(finish))
+        yield StreamEnd(self._usage(usage), self._finish(finish), model)
 
     @staticmethod
     def _finish(reason: str) -> str:

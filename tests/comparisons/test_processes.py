@@ -232,7 +232,7 @@ def test_compare_with_the_demo_provider_and_replays(database, tmp_path, auth) ->
     for args, message in (
         (("replay", "nope"), "Comparison nope not found."),
         (("compare", "hi", "--models", "demo:nope"), "nope"),
-        (("compare", "hi", "--models", "openai"), "Unknown provider 'openai'"),
+        (("compare", "hi", "--models", "nope"), "Unknown provider 'nope'"),
     ):
         failed = manage(*args, env=env)
         assert failed.returncode != 0 and message in failed.stderr

@@ -207,11 +207,16 @@ INVALID: list[tuple[str, Any, str]] = [
         {"prompt": "hi", "providers": ["demo"] * 7},
         "7 models requested; the limit is 6",
     ),
-    ("unknown provider", {"prompt": "hi", "providers": ["openai"]}, "Unknown provider 'openai'"),
+    ("unknown provider", {"prompt": "hi", "providers": ["nope"]}, "Unknown provider 'nope'"),
     (
         "unknown model",
-        {"prompt": "hi", "models": [{"provider": "google", "model": "gemini-9"}]},
-        "gemini-9",
+        {"prompt": "hi", "models": [{"provider": "demo", "model": "demo-9"}]},
+        "Demo has no model 'demo-9'",
+    ),
+    (
+        "malformed model name",
+        {"prompt": "hi", "models": [{"provider": "google", "model": "../admin"}]},
+        "'../admin' is not a valid model name",
     ),
     (
         "temperature out of range",

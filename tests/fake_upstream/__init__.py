@@ -1,4 +1,5 @@
-"""A fake Anthropic + Gemini HTTP server for tests and benchmarks (see :mod:`.server`)."""
+"""A fake Anthropic + Gemini + OpenAI (and OpenAI-compatible) HTTP server for tests and benchmarks
+(see :mod:`.server`)."""
 
 from .server import FakeUpstream, RecordedRequest, Scenario, run_in_thread
 

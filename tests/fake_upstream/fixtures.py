@@ -23,7 +23,9 @@ async def fake_upstream() -> AsyncIterator[FakeUpstream]:
 
 
 def upstream_provider_settings(url: str, **overrides: Any) -> dict[str, dict[str, Any]]:
-    """``AI_PROVIDERS`` pointing both vendors at ``url`` with a key, few retries, tiny delays."""
+    """``AI_PROVIDERS`` pointing every vendor at ``url`` with a key, few retries, tiny delays:
+    anthropic, google, openai, two OpenAI-compatible aliases (``local``, keyless, at
+    ``/local/v1``; ``hosted`` at ``/hosted/v1``) and demo."""
     common = {"api_key": TEST_API_KEY, "base_url": url, "timeout": 5.0, "max_retries": 1}
     config: dict[str, dict[str, Any]] = {
         "anthropic": {
@@ -39,6 +41,33 @@ def upstream_provider_settings(url: str, **overrides: Any) -> dict[str, dict[str
                 "retry_max_delay": 0.01,
             },
         },
+        "openai": {
+            "BACKEND": "providers.backends.openai.OpenAIProvider",
+            "OPTIONS": {**common, "base_url": f"{url}/v1", "default_model": "gpt-4.1-mini"},
+        },
+        # Two OpenAI-compatible servers at their own base URLs (the fake's path prefixes).
+        "local": {
+            "BACKEND": "providers.backends.openai.OpenAIProvider",
+            "OPTIONS": {
+                **common,
+                "api_key": "",
+                "requires_api_key": False,
+                "base_url": f"{url}/local/v1",
+                "label": "Local LLM",
+                "default_model": "llama3.2",
+                "max_tokens_field": "max_tokens",
+            },
+        },
+        "hosted": {
+            "BACKEND": "providers.backends.openai.OpenAIProvider",
+            "OPTIONS": {
+                **common,
+                "base_url": f"{url}/hosted/v1",
+                "label": "Hosted LLMs",
+                "api_key_env": "HOSTED_API_KEY",
+                "default_model": "meta-llama/llama-3.3-70b-instruct",
+            },
+        },
         "demo": {
             "BACKEND": "providers.backends.demo.DemoProvider",
             "OPTIONS": {"tokens_per_second": 2000.0, "first_token_delay": 0.0},
@@ -51,7 +80,8 @@ def upstream_provider_settings(url: str, **overrides: Any) -> dict[str, dict[str
 
 @pytest.fixture
 def upstream_providers(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
-    """Point ``settings.AI_PROVIDERS`` (anthropic, google, demo) at the fake upstream."""
+    """Point ``settings.AI_PROVIDERS`` (every alias of :func:`upstream_provider_settings`) at
+    the fake upstream."""
     settings.AI_PROVIDERS = upstream_provider_settings(fake_upstream.url)
     settings.PROVIDER_FIRST_TOKEN_TIMEOUT = 5.0
     settings.PROVIDER_IDLE_TIMEOUT = 5.0

@@ -1,4 +1,5 @@
-"""A real HTTP server speaking the Anthropic Messages and Gemini streaming wire formats.
+"""A real HTTP server speaking the Anthropic Messages, Gemini and OpenAI Chat Completions streaming
+wire formats, and each vendor's models-list endpoint.
 
 Point the real SDKs at it by base URL (``upstream.url``); no HTTP mocking is involved.
 
@@ -6,8 +7,14 @@ Choosing a scenario: register one with :meth:`FakeUpstream.script`, which return
 (``"scenario:<id>"``); put the marker anywhere in the prompt (or system prompt). A request whose
 body holds no known marker gets :attr:`FakeUpstream.default` (a short fixed answer).
 
-Routes: ``POST /v1/messages`` (Anthropic SSE with ``event:`` lines) and
-``POST /{version}/models/{model}:streamGenerateContent?alt=sse`` (Gemini ``data:`` lines). Error
+Routes: ``POST /v1/messages`` (Anthropic SSE with ``event:`` lines),
+``POST /{version}/models/{model}:streamGenerateContent?alt=sse`` (Gemini ``data:`` lines),
+``POST /v1/chat/completions`` (OpenAI ``data:`` lines, a usage chunk, ``data: [DONE]``) and the same
+under any one-segment prefix, ``POST /<prefix>/v1/chat/completions``: a second OpenAI-compatible
+server at its own base URL, recorded with vendor ``<prefix>``. Models lists: ``GET /v1/models``
+(Anthropic's shape when the request carries ``anthropic-version``, else OpenAI's),
+``GET /<prefix>/v1/models`` and ``GET /{version}/models`` (Gemini), answered from
+:attr:`FakeUpstream.catalogue` (or :attr:`FakeUpstream.catalogue_status` as an error). Error
 replies use each vendor's JSON error body. Every request is recorded
 (:class:`RecordedRequest`: path, redacted headers, JSON body, per-delta monotonic write times,
 and ``client_closed``, set when the client hangs up before the reply was complete).
@@ -66,6 +73,19 @@ _GEMINI_STATUS = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+_OPENAI_ERRORS = {
+    400: ("invalid_request_error", "invalid_value"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    503: ("server_error", None),
+}
+_OPENAI_MID_ERRORS = {
+    "overloaded_error": ("server_error", "The model is overloaded. Please try again later."),
+    "api_error": ("server_error", "The server had an error while processing your request."),
+}
 _GEMINI_MID_ERRORS = {
     "overloaded_error": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
     "api_error": (500, "INTERNAL", "An internal error has occurred."),
@@ -89,6 +109,8 @@ class Scenario:
     first_delay: float = 0.0
     status: int | None = None
     error_message: str = ""
+    #: OpenAI: the error body's ``code`` (default: the usual one for the status).
+    error_code: str | None = None
     fail_times: int | None = None
     retry_after: str | None = None
     error_after: int | None = None
@@ -101,6 +123,10 @@ class Scenario:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     finish_reason: str | None = None
+    #: The model name the vendor reports in its stream (default: the one requested).
+    served_model: str | None = None
+    #: OpenAI: send the usage chunk (only when the request asked for it, as OpenAI does).
+    usage_chunk: bool = True
     hits: int = 0
 
     def next_status(self) -> int | None:
@@ -154,9 +180,19 @@ class FakeUpstream:
         self.default = Scenario()
         self.scenarios: dict[str, Scenario] = {}
         self.requests: list[RecordedRequest] = []
+        #: What each vendor's models list answers, by vendor (``anthropic``, ``google``,
+        #: ``openai`` or a prefix): ``{"id", "label"?, "context"?, "max_output"?}`` entries.
+        self.catalogue: dict[str, list[dict[str, Any]]] = {}
+        #: Vendors whose models list answers this HTTP error status instead.
+        self.catalogue_status: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         app = web.Application()
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/chat/completions", self._openai)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/{prefix}/v1/chat/completions", self._openai)
+        app.router.add_get("/{prefix}/v1/models", self._models)
+        app.router.add_get("/{version}/models", self._models)
         app.router.add_post(r"/{version}/models/{model}:streamGenerateContent", self._gemini)
         app.router.add_post(r"/{version}/models/{model}:generateContent", self._gemini)
         app.router.add_get("/_bench/requests", self._bench_requests)
@@ -385,6 +421,7 @@ class FakeUpstream:
             if isinstance(record.body, dict)
             else "claude-fake"
         )
+        model = scenario.served_model or model
         return await self._serve(request, record, scenario, self._anthropic_frames(scenario, model))
 
     async def _anthropic_frames(
@@ -498,7 +535,7 @@ class FakeUpstream:
                 "error": {"code": status, "message": scenario.error_message or text, "status": text}
             }
             return self._error(record, status, body, scenario)
-        model = request.match_info["model"]
+        model = scenario.served_model or request.match_info["model"]
         return await self._serve(request, record, scenario, self._gemini_frames(scenario, model))
 
     async def _gemini_frames(
@@ -560,6 +597,132 @@ class FakeUpstream:
             yield "delta", chunk(text, index + 1, index + 1 == total)
         if total == 0:
             yield "frame", chunk("", 0, True)
+
+    # --- OpenAI Chat Completions (and OpenAI-compatible servers) --------------------------
+
+    async def _openai(self, request: web.Request) -> web.StreamResponse:
+        vendor = request.match_info.get("prefix") or "openai"
+        record, scenario = await self._record(request, vendor)
+        status = scenario.next_status()
+        if status is not None:
+            kind, code = _OPENAI_ERRORS.get(status, ("server_error", None))
+            code = scenario.error_code or code
+            message = scenario.error_message or f"Fake OpenAI error {status}"
+            body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+            return self._error(record, status, body, scenario)
+        body = record.body if isinstance(record.body, dict) else {}
+        model = scenario.served_model or str(body.get("model") or "gpt-fake")
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        frames = self._openai_frames(scenario, model, usage and scenario.usage_chunk)
+        return await self._serve(request, record, scenario, frames)
+
+    async def _openai_frames(
+        self, scenario: Scenario, model: str, send_usage: bool
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1764100000}
+
+        def sse(data: dict[str, Any]) -> bytes:
+            return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse({**head, "model": model, "choices": [choice], "usage": None})
+
+        yield "frame", chunk({"role": "assistant", "content": "", "refusal": None})
+        if scenario.first_delay:
+            await asyncio.sleep(scenario.first_delay)
+        async for kind, _index, text in _deltas(scenario):
+            if kind == "error":
+                error_type, message = _OPENAI_MID_ERRORS.get(
+                    scenario.stream_error, ("server_error", "Internal error")
+                )
+                error = {"message": scenario.error_message or message, "type": error_type}
+                yield "frame", sse({"error": {**error, "param": None, "code": None}})
+                return
+            if kind == "malformed":
+                yield "frame", b'data: {"id": "chatcmpl-fake", "choices": [{"delta\n\n'
+                return
+            if kind in ("stall", "disconnect"):
+                yield kind, b""
+                return
+            yield "delta", chunk({"content": text})
+        yield "frame", chunk({}, scenario.finish_reason or "stop")
+        if send_usage:
+            output = (
+                scenario.output_tokens
+                if scenario.output_tokens is not None
+                else len(scenario.deltas)
+            ) + scenario.reasoning_tokens
+            usage = {
+                "prompt_tokens": scenario.input_tokens,
+                "completion_tokens": output,
+                "total_tokens": scenario.input_tokens + output,
+                "prompt_tokens_details": {"cached_tokens": scenario.cached_tokens},
+                "completion_tokens_details": {"reasoning_tokens": scenario.reasoning_tokens},
+            }
+            yield "frame", sse({**head, "model": model, "choices": [], "usage": usage})
+        yield "frame", b"data: [DONE]\n\n"
+
+    # --- models lists -------------------------------------------------------------------
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if "version" in request.match_info:
+            vendor = "google"
+        elif "anthropic-version" in request.headers:
+            vendor = "anthropic"
+        else:
+            vendor = request.match_info.get("prefix") or "openai"
+        record, _scenario = await self._record(request, vendor)
+        entries = self.catalogue.get(vendor, [])
+        status = self.catalogue_status.get(vendor)
+        if status is not None:
+            record.status = status
+            return web.json_response(
+                {"error": {"message": "unavailable", "code": status}}, status=status
+            )
+        if vendor == "anthropic":
+            data = [
+                {
+                    "type": "model",
+                    "id": e["id"],
+                    "display_name": e.get("label", e["id"]),
+                    "created_at": "2026-01-01T00:00:00Z",
+                    **({"max_input_tokens": e["context"]} if "context" in e else {}),
+                    **({"max_tokens": e["max_output"]} if "max_output" in e else {}),
+                }
+                for e in entries
+            ]
+            first = data[0]["id"] if data else None
+            last = data[-1]["id"] if data else None
+            return web.json_response(
+                {"data": data, "has_more": False, "first_id": first, "last_id": last}
+            )
+        if vendor == "google":
+            models = [
+                {
+                    "name": f"models/{e['id']}",
+                    "displayName": e.get("label", e["id"]),
+                    "inputTokenLimit": e.get("context", 1048576),
+                    "outputTokenLimit": e.get("max_output", 65536),
+                    "supportedGenerationMethods": e.get(
+                        "methods", ["generateContent", "countTokens"]
+                    ),
+                }
+                for e in entries
+            ]
+            return web.json_response({"models": models})
+        data = []
+        for e in entries:
+            row: dict[str, Any] = {
+                "id": e["id"],
+                "object": "model",
+                "created": 1764100000,
+                "owned_by": vendor,
+            }
+            if "context" in e:  # as OpenRouter reports it
+                row["context_length"] = e["context"]
+            data.append(row)
+        return web.json_response({"object": "list", "data": data})
 
 
 async def _deltas(scenario: Scenario) -> AsyncIterator[tuple[str, int, str]]:

@@ -14,7 +14,14 @@ from django.test import override_settings
 
 from providers.base import BaseProvider
 from providers.registry import InvalidProviderAlias, ProviderHandler, providers
-from providers.types import ModelInfo, ProviderNotConfigured, StreamRequest, UnknownModel, Usage
+from providers.types import (
+    ModelInfo,
+    ModelPrice,
+    ProviderNotConfigured,
+    StreamRequest,
+    UnknownModel,
+    Usage,
+)
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream.fixtures import upstream_provider_settings
 
@@ -22,9 +29,14 @@ from .helpers import collect
 
 
 def test_default_settings_load_every_backend() -> None:
-    assert providers.aliases()[:3] == ["anthropic", "google", "demo"]
+    assert providers.aliases()[:4] == ["anthropic", "google", "openai", "demo"]
     names = {p.alias: p.display_name for p in providers.all()}
-    assert names == {"anthropic": "Anthropic", "google": "Google Gemini", "demo": "Demo"}
+    assert names == {
+        "anthropic": "Anthropic",
+        "google": "Google Gemini",
+        "openai": "OpenAI",
+        "demo": "Demo",
+    }
     assert "demo" in providers and "nope" not in providers
     for provider in providers.all():
         assert provider.default_model in provider.models()
@@ -76,7 +88,7 @@ def test_the_server_imports_the_sdks_before_the_first_comparison(tmp_path: Path)
     never scan it again."""
     code = (
         "import gc, sys, sniffio, playground.asgi; "
-        "print(all(m in sys.modules for m in ('anthropic', 'google.genai')), "
+        "print(all(m in sys.modules for m in ('anthropic', 'google.genai', 'openai')), "
         "gc.get_freeze_count() > 100_000, len(gc.get_objects()) < 10_000, "
         "sniffio.current_async_library_cvar.get())"
     )
@@ -112,15 +124,49 @@ async def test_missing_key_fails_that_model_only(
     assert [r.vendor for r in fake_upstream.requests] == ["google"]
 
 
-async def test_unknown_model_before_any_call(upstream_providers: FakeUpstream) -> None:
-    for alias in ("anthropic", "google", "demo"):
+async def test_any_model_name_the_vendor_may_accept(upstream_providers: FakeUpstream) -> None:
+    """A brand-new model name needs no code change: it is offered to the vendor as it is."""
+    marker = upstream_providers.script("new", deltas=["fresh"])
+    for alias, model in (
+        ("anthropic", "claude-opus-9-20300101"),
+        ("google", "gemini-4.0-ultra"),
+        ("openai", "gpt-7o"),
+        ("local", "qwen3:30b-a3b"),
+        ("hosted", "meta-llama/llama-5-400b"),
+    ):
         provider = providers[alias]
-        with pytest.raises(UnknownModel, match=f"{provider.display_name} has no model 'gpt-x'"):
-            provider.model_info("gpt-x")
-        out = await collect(provider, StreamRequest("gpt-x", "hi"))
-        assert isinstance(out.error, UnknownModel)
-        assert "known: " in str(out.error)
+        assert provider.model_info(model).price is None
+        out = await collect(provider, StreamRequest(model, f"hi {marker}"))
+        assert out.error is None and out.text == "fresh", (alias, out.error)
+    assert len(upstream_providers.requests_for("new")) == 5
+
+
+async def test_malformed_model_names_are_refused(upstream_providers: FakeUpstream) -> None:
+    for name in ("../v1/messages", "gpt x", "model?alt=json", "a/../b", "-flag", "x" * 201):
+        with pytest.raises(UnknownModel, match="is not a valid model name"):
+            providers["google"].model_info(name)
+    out = await collect(providers["google"], StreamRequest("../admin", "hi"))
+    assert isinstance(out.error, UnknownModel)
     assert upstream_providers.requests == []
+
+
+async def test_allowlist_and_closed_catalogues_refuse_unknown_names(
+    settings: object, fake_upstream: FakeUpstream
+) -> None:
+    config = upstream_provider_settings(
+        fake_upstream.url, openai={"allowed_models": ["gpt-4.1-mini", "gpt-5"]}
+    )
+    settings.AI_PROVIDERS = config  # type: ignore[attr-defined]
+    openai = providers["openai"]
+    assert list(openai.models()) == ["gpt-4.1-mini", "gpt-5"]
+    with pytest.raises(UnknownModel) as info:
+        openai.model_info("gpt-4o")
+    assert str(info.value) == "OpenAI has no model 'gpt-4o'; known: gpt-4.1-mini, gpt-5"
+    out = await collect(openai, StreamRequest("gpt-4o", "hi"))
+    assert isinstance(out.error, UnknownModel)
+    with pytest.raises(UnknownModel, match="Demo has no model 'demo-9'; known: demo-echo"):
+        providers["demo"].model_info("demo-9")
+    assert fake_upstream.requests == []
 
 
 def test_prices_from_options_and_file(settings: object, tmp_path: Path) -> None:
@@ -143,9 +189,9 @@ def test_prices_from_options_and_file(settings: object, tmp_path: Path) -> None:
     provider = providers["anthropic"]
     models = provider.models()
     assert models["claude-sonnet-4-5-20250929"] == ModelInfo(
-        "claude-sonnet-4-5-20250929", 1.0, 15.0, "Claude Sonnet 4.5"
+        "claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", ModelPrice(1.0, 15.0, 0.3)
     )
-    assert models["claude-new"] == ModelInfo("claude-new", 2.0, 8.0, "New")
+    assert models["claude-new"] == ModelInfo("claude-new", "New", ModelPrice(2.0, 8.0))
     usage = Usage(input_tokens=1_000_000, output_tokens=500_000)
     assert provider.estimate_cost(usage, "claude-new") == pytest.approx(2.0 + 4.0)
-    assert provider.estimate_cost(usage, "unpriced") == 0.0
+    assert provider.estimate_cost(usage, "unpriced") is None

@@ -60,3 +60,42 @@ async def test_gemini_request_body(upstream_providers: FakeUpstream) -> None:
     assert body["systemInstruction"]["parts"] == [{"text": "Answer in one word."}]
     assert body["generationConfig"]["temperature"] == 0.3
     assert body["generationConfig"]["maxOutputTokens"] == 77
+
+
+async def test_openai_request_body(upstream_providers: FakeUpstream) -> None:
+    marker = upstream_providers.script("body", deltas=["ok"])
+    request = StreamRequest(
+        model="gpt-4.1-mini",
+        prompt=f"What is 2+2? {marker}",
+        system="Answer in one word.",
+        temperature=0.3,
+        max_tokens=77,
+    )
+    out = await collect(providers["openai"], request)
+    assert out.text == "ok"
+    [recorded] = upstream_providers.requests_for("body")
+    assert recorded.path == "/v1/chat/completions"
+    assert recorded.headers["authorization"] == "***"
+    body = recorded.body
+    assert body["model"] == "gpt-4.1-mini"
+    assert body["messages"] == [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": request.prompt},
+    ]
+    assert body["temperature"] == 0.3
+    assert body["max_completion_tokens"] == 77 and "max_tokens" not in body
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+
+
+async def test_openai_compatible_alias_body(upstream_providers: FakeUpstream) -> None:
+    """An alias configured with ``max_tokens_field: max_tokens`` (older servers) at its own URL;
+    nothing optional is sent when nothing optional was asked."""
+    marker = upstream_providers.script("compat", deltas=["ok"])
+    await collect(providers["local"], StreamRequest("llama3.2", marker, max_tokens=5))
+    await collect(providers["local"], StreamRequest("llama3.2", f"{marker} again"))
+    first, second = upstream_providers.requests_for("compat")
+    assert first.path == "/local/v1/chat/completions" and first.vendor == "local"
+    assert first.body["max_tokens"] == 5 and "max_completion_tokens" not in first.body
+    assert second.body["messages"] == [{"role": "user", "content": f"{marker} again"}]
+    assert not {"temperature", "max_tokens", "max_completion_tokens"} & set(second.body)
