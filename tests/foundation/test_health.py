@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from channels.testing import HttpCommunicator
 
-from playground.asgi import application
+from playground.asgi import router as application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

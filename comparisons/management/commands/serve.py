@@ -16,13 +16,15 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from daphne.cli import CommandLineInterface
         from daphne.server import twisted_loop
 
-        from comparisons.maintenance import start_sweeper
-        from playground.daphne_server import PlaygroundCommandLine
+        from playground.asgi import application
         from playground.eventloop import event_loop_name
 
-        start_sweeper()
+        # The process start-up (crash sweep, provider preload, heap freeze) before listening,
+        # rather than on the first connection; daphne runs its loop on this thread.
+        application.start()
 
         host = options["host"] or settings.HOST
         port = options["port"] or settings.PORT
@@ -31,16 +33,13 @@ class Command(BaseCommand):
             f"event loop: {event_loop_name(twisted_loop)})"
         )
         self.stdout.flush()
-        PlaygroundCommandLine().run(
+        CommandLineInterface().run(
             [
                 "-b",
                 host,
                 "-p",
                 str(port),
                 "--proxy-headers",
-                # Frames over the limit are closed by the protocol layer with code 1009.
-                "--websocket-max-message-size",
-                str(settings.WS_MAX_FRAME_BYTES),
                 "playground.asgi:application",
             ]
         )
