@@ -6,16 +6,12 @@ server sends it (uvicorn, hypercorn), else on the first connection (daphne sends
 ``manage.py serve`` calls :meth:`ProcessApplication.start` itself before listening. Importing the
 module changes nothing in the importing process (tests import it and use ``router`` directly).
 
-Under daphne, every WebSocket connection's protocol is also told to answer a frame over
-``WS_MAX_FRAME_BYTES`` with a ``1009`` close frame: autobahn, which parses daphne's frames, caps
-messages at daphne's own limit (1 MiB) and by default ends the TCP connection without a close frame
-(``failByDrop``), so clients saw 1006; and an application cannot close with 1009 there (autobahn
-accepts only 1000 and 3000-4999 from it, so the consumer's own guard ended in 1011).
+Under daphne, the first connection also configures the server's protocol limits
+(``playground.daphne_server``: 1009 for oversized frames, JSON 431 for oversized headers).
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import sys
@@ -24,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sniffio
-from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -59,23 +54,6 @@ def process_start() -> None:
     gc.freeze()
 
 
-def daphne_close_oversized_frames(send: Send) -> None:
-    """Make this daphne connection close frames over ``WS_MAX_FRAME_BYTES`` with 1009.
-
-    daphne hands every application instance ``send=partial(server.handle_reply, protocol)``; the
-    protocol copied the factory's options when it connected, so they are set on it directly (before
-    the application accepts, so before any data frame can arrive).
-    """
-    if "daphne.ws_protocol" not in sys.modules or not isinstance(send, functools.partial):
-        return
-    from daphne.ws_protocol import WebSocketProtocol
-
-    protocol = send.args[0] if send.args else None
-    if isinstance(protocol, WebSocketProtocol):
-        protocol.failByDrop = False
-        protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = settings.WS_MAX_FRAME_BYTES
-
-
 class ProcessApplication:
     """An ASGI application that runs :func:`process_start` once before serving."""
 
@@ -83,11 +61,8 @@ class ProcessApplication:
         self.app = app
         self._start = start
         self._started = False
+        self._server_seen = False
         self._lock = threading.Lock()
-
-    @property
-    def started(self) -> bool:
-        return self._started
 
     def start(self) -> None:
         """Run the process start-up unless it ran already."""
@@ -102,11 +77,22 @@ class ProcessApplication:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
+        if not self._server_seen:
+            self._server_seen = True
+            self._server_configure(send)
         if not self._started:
             self.start()
-        if kind == "websocket":
-            daphne_close_oversized_frames(send)
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _server_configure(send: Send) -> None:
+        if "daphne.server" not in sys.modules:  # another ASGI server: nothing of daphne's to set
+            return
+        from playground.daphne_server import daphne_configure, daphne_server_of
+
+        server = daphne_server_of(send)
+        if server is not None:
+            daphne_configure(server)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -52,15 +53,15 @@ def database(tmp_path: Path) -> Iterator[str]:
 
 
 async def assert_closed_with_1009(server: Server, auth: ProcessAuth, size: int) -> None:
-    socket = await open_socket(server, auth, "user_big")
-    await socket.send("startComparison", {"prompt": "y" * size, "providers": ["demo"]})
+    ws = await open_socket(server, auth, "user_big")
+    await ws.send("startComparison", {"prompt": "y" * size, "providers": ["demo"]})
     with pytest.raises(websockets.ConnectionClosed) as closed:
-        await socket.receive()
+        await ws.receive()
     assert closed.value.rcvd is not None, "dropped without a close frame"
     assert closed.value.rcvd.code == 1009
 
 
-async def test_plain_daphne_recovers_a_killed_servers_comparison_and_closes_big_frames_with_1009(
+async def test_plain_daphne_recovers_a_killed_servers_comparison_and_answers_oversized_input(
     database: str, tmp_path: Path, auth: ProcessAuth
 ) -> None:
     env = demo_env(
@@ -74,15 +75,13 @@ async def test_plain_daphne_recovers_a_killed_servers_comparison_and_closes_big_
     )
     server = PlainDaphne(env).start()
     try:
-        socket = await open_socket(server, auth, "user_crash")
-        await socket.send(
-            "startComparison", {"prompt": "A long answer " * 3, "providers": ["demo"]}
-        )
-        sid = (await socket.receive())["data"]["sessionId"]
+        ws = await open_socket(server, auth, "user_crash")
+        await ws.send("startComparison", {"prompt": "A long answer " * 3, "providers": ["demo"]})
+        sid = (await ws.receive())["data"]["sessionId"]
         received = ""
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
-            event = await socket.receive()
+            event = await ws.receive()
             if event["event"] == "modelChunk":
                 received += event["data"]["chunk"]
         server.kill()
@@ -106,6 +105,7 @@ async def test_plain_daphne_recovers_a_killed_servers_comparison_and_closes_big_
         # Over daphne's own limit: a close frame too, not a dropped connection.
         await assert_closed_with_1009(restarted, auth, 2 * 1024 * 1024)
         assert rest(restarted, auth, "user_big", "/sessions") == []
+        assert_oversized_heads_get_json_errors(restarted)
     finally:
         restarted.stop()
 
@@ -163,3 +163,38 @@ def test_importing_the_application_changes_nothing_and_lifespan_starts_the_proce
     assert started["sdks"] == ["anthropic", "google.genai"]
     assert started["sniffio"] == "asyncio" and started["sweeper"]
     assert started["frozen"] > 100_000 and result["unfrozen"] < 10_000
+
+
+def raw_request(server: Server, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``head`` as is on a new connection; the status, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer, "connection dropped without a response"
+    top, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = top.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_oversized_heads_get_json_errors(server: Server) -> None:
+    """A head daphne refuses answers the API's JSON error, not a drop or a bare 400."""
+    token = "Authorization: Bearer " + "t" * 20_000
+    many = "".join(f"X-Big-{n}: {'v' * 6000}\r\n" for n in range(3))
+    cases = [
+        (f"GET /me HTTP/1.1\r\nHost: x\r\n{token}\r\n\r\n", 431),  # one line over 16 KiB
+        (f"GET /me HTTP/1.1\r\nHost: x\r\n{many}\r\n", 431),  # 18 KiB in lines under 16 KiB
+        (f"GET /{'p' * 20_000} HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ]
+    for head, expected in cases:
+        status, headers, body = raw_request(server, head.encode())
+        assert status == expected
+        assert headers["content-type"] == "application/json"
+        error = json.loads(body)
+        assert error["statusCode"] == expected and error["message"]
+    status, _, _ = raw_request(
+        server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200

@@ -18,8 +18,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from daphne.cli import CommandLineInterface
         from daphne.server import twisted_loop
+        from twisted.internet import reactor
 
         from playground.asgi import application
+        from playground.daphne_server import daphne_configure
         from playground.eventloop import event_loop_name
 
         # The process start-up (crash sweep, provider preload, heap freeze) before listening,
@@ -33,7 +35,10 @@ class Command(BaseCommand):
             f"event loop: {event_loop_name(twisted_loop)})"
         )
         self.stdout.flush()
-        CommandLineInterface().run(
+        cli = CommandLineInterface()
+        # Runs when the reactor starts: the listening socket exists, no connection is accepted yet.
+        reactor.callWhenRunning(lambda: daphne_configure(cli.server))
+        cli.run(
             [
                 "-b",
                 host,
