@@ -198,3 +198,29 @@ def assert_oversized_heads_get_json_errors(server: Server) -> None:
         server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     assert status == 200
+
+
+@pytest.mark.parametrize(("trusted", "status"), [("0", 301), ("1", 401)])
+def test_serve_trusts_forwarded_headers_only_when_told_to(
+    trusted: str, status: int, database: str, tmp_path: Path, auth: ProcessAuth
+) -> None:
+    """A client's own X-Forwarded-Proto must not pass for https (and skip the https redirect)."""
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        DJANGO_SECURE_SSL_REDIRECT="1",
+        TRUST_X_FORWARDED_PROTO=trusted,
+    )
+    server = Server(env).start()
+    try:
+        head = (
+            "GET /me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+            "X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+        )
+        got, headers, _ = raw_request(server, head.encode())
+        assert got == status
+        if status == 301:
+            assert headers["location"].startswith("https://")
+    finally:
+        server.stop()

@@ -38,13 +38,8 @@ class Command(BaseCommand):
         cli = CommandLineInterface()
         # Runs when the reactor starts: the listening socket exists, no connection is accepted yet.
         reactor.callWhenRunning(lambda: daphne_configure(cli.server))
-        cli.run(
-            [
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "--proxy-headers",
-                "playground.asgi:application",
-            ]
-        )
+        argv = ["-b", host, "-p", str(port)]
+        if settings.TRUST_X_FORWARDED_PROTO:
+            # X-Forwarded-For/-Port/-Proto from a proxy in front; from anyone else they are lies.
+            argv.append("--proxy-headers")
+        cli.run([*argv, "playground.asgi:application"])
