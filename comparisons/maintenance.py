@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections
 from django.utils import timezone
 
 from comparisons import services
@@ -36,6 +36,8 @@ def _sweep_forever(interval: float) -> None:
     while True:
         try:
             sweep_stale_comparisons()
+        except OperationalError as exc:  # the database is down or unreachable: try again later
+            logger.warning("Stale comparison sweep failed: %s", exc)
         except Exception:
             logger.exception("Stale comparison sweep failed")
         finally:

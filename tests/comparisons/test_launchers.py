@@ -14,14 +14,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
 
 from tests.comparisons.test_processes import demo_env, open_socket, rest
-from tests.servers import ROOT, ProcessAuth, Server, process_database
+from tests.servers import ROOT, ProcessAuth, Server, free_port, process_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -222,5 +226,59 @@ def test_serve_trusts_forwarded_headers_only_when_told_to(
         assert got == status
         if status == 301:
             assert headers["location"].startswith("https://")
+    finally:
+        server.stop()
+
+
+async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+def ready(server: Server) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(server.url + "/health/ready", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.postgres
+async def test_serve_starts_with_the_database_down_and_recovers_when_it_returns(
+    database: str, tmp_path: Path, auth: ProcessAuth
+) -> None:
+    """Not ready (503) while PostgreSQL cannot be reached; ready, and serving, once it can."""
+    real = urllib.parse.urlsplit(database)
+    port = free_port()  # nothing listens here until the "database returns" below
+    userinfo = real.netloc.rpartition("@")[0]
+    down = real._replace(netloc=f"{userinfo}@127.0.0.1:{port}").geturl()
+    env = demo_env(down, tmp_path, auth, PLAYGROUND_HEARTBEAT_STALE_SECONDS="1.5")
+    server = Server(env).start()
+    try:
+        status, body = ready(server)
+        assert (status, body["checks"]) == (503, {"database": "fail"})
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(real.hostname, real.port)
+            await asyncio.gather(forward(reader, up_writer), forward(up_reader, writer))
+
+        proxy = await asyncio.start_server(relay, "127.0.0.1", port)
+        try:
+            for _ in range(100):
+                status, body = await asyncio.to_thread(ready, server)
+                if status == 200:
+                    break
+                await asyncio.sleep(0.2)
+            assert (status, body["checks"]) == (200, {"database": "ok"})
+            sessions = await asyncio.to_thread(rest, server, auth, "user_back", "/sessions")
+            assert sessions == []
+        finally:
+            proxy.close()
     finally:
         server.stop()
