@@ -165,7 +165,9 @@ CSRF_COOKIE_SECURE = not DEBUG
 
 # --- Static files (the admin) -----------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Outside DEBUG, collected (hashed, compressed) files: the Docker build collects them, `manage.py
+# serve` whenever they are missing or older than their sources.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -280,5 +281,30 @@ async def test_serve_starts_with_the_database_down_and_recovers_when_it_returns(
             assert sessions == []
         finally:
             proxy.close()
+    finally:
+        server.stop()
+
+
+def test_serve_outside_debug_collects_static_files_for_the_admin(
+    database: str, tmp_path: Path, auth: ProcessAuth
+) -> None:
+    """`DJANGO_DEBUG=0 make run` (no collectstatic step): the admin and its assets answer."""
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    server = Server(env).start(timeout=90)
+    try:
+        with urllib.request.urlopen(server.url + "/admin/login/", timeout=10) as response:
+            assert response.status == 200
+            page = response.read().decode()
+        [stylesheet] = re.findall(r'href="(/static/admin/css/base\.[0-9a-f]+\.css)"', page)
+        with urllib.request.urlopen(server.url + stylesheet, timeout=10) as response:
+            assert response.status == 200 and b"body" in response.read()
     finally:
         server.stop()

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+
+def staticfiles_outdated() -> bool:
+    """Whether the collected static files (outside DEBUG) are missing or older than a source.
+
+    Without them the admin fails ("Missing staticfiles manifest entry"); stale after an upgrade,
+    it would reference files that were never collected.
+    """
+    from django.contrib.staticfiles.finders import get_finders
+
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    if not manifest.exists():
+        return True
+    collected_at = manifest.stat().st_mtime
+    for finder in get_finders():
+        for path, storage in finder.list([]):
+            if os.stat(storage.path(path)).st_mtime > collected_at:
+                return True
+    return False
 
 
 class Command(BaseCommand):
@@ -16,6 +38,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Before the application loads: WhiteNoise indexes STATIC_ROOT when it is created.
+        if not settings.DEBUG and staticfiles_outdated():
+            self.stdout.write(f"Collecting static files into {settings.STATIC_ROOT}")
+            call_command("collectstatic", interactive=False, verbosity=0)
+
         from daphne.cli import CommandLineInterface
         from daphne.server import twisted_loop
         from twisted.internet import reactor
