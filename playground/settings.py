@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "channels",
+    # Serves Swagger UI's assets for /docs from our static files, not from a CDN.
+    "ninja",
     "accounts",
     "providers",
     "comparisons",
