@@ -1,12 +1,15 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to the Channels router."""
+"""ASGI entry point: HTTP goes to Django, WebSockets to the Channels router.
+
+``application`` is what servers run (``manage.py serve``, ``daphne playground.asgi:application``,
+``uvicorn``): it performs the process start-up (crash sweep, provider preload, heap freeze) on its
+first event, see ``playground.startup``. ``router`` is the same stack without it, for in-process
+clients (tests): importing this module changes nothing else in the importing process.
+"""
 
 from __future__ import annotations
 
-import gc
-import logging
 import os
 
-import sniffio
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
@@ -20,15 +23,12 @@ from accounts.limits import ConnectionLimiter  # noqa: E402
 from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
 from playground.origin import origin_validator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
-from providers.registry import providers  # noqa: E402
-
-for _error in providers.preload():  # SDK imports now, not on the first comparison's event loop
-    logging.getLogger(__name__).error("Provider not loaded: %s", _error)
+from playground.startup import ProcessApplication  # noqa: E402
 
 # One per process, shared by every transport that holds sockets (accounts/limits.py).
 connection_limiter = ConnectionLimiter()
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": origin_validator(
@@ -40,14 +40,4 @@ application = ProtocolTypeRouter(
     }
 )
 
-# anyio (under httpx) asks sniffio which async library runs for every read with a timeout, and
-# sniffio answers by inspecting the current task: ~6 % of the server's CPU at 400 streams. This
-# process runs asyncio only, so declare it once, through the variable sniffio reads first and
-# anyio itself sets (tasks and callbacks inherit it from this module's import context).
-sniffio.current_async_library_cvar.set("asyncio")
-
-# Everything loaded so far (Django, both SDKs: ~280,000 objects) lives as long as the process.
-# Left to the cyclic collector, each full collection scanned all of it with the event loop
-# stopped: 75-100 ms, a stall every stream saw (docs/benchmarks.md). Frozen, it is never scanned.
-gc.collect()
-gc.freeze()
+application = ProcessApplication(router)

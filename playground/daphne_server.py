@@ -1,31 +1,105 @@
-"""daphne, with oversized WebSocket frames answered by a close frame (1009) instead of a drop.
+"""daphne's protocol-level limits, answered the way the rest of the API answers errors.
 
-daphne caps message size through autobahn, whose default ``failByDrop`` ends the TCP connection
-without a close frame, so clients see 1006 and cannot tell why. Turning ``failByDrop`` off makes
-autobahn send ``1009 message too big`` first. Applications cannot send 1009 themselves under
-daphne: autobahn only lets them close with 1000 or 3000-4999.
+Two limits are enforced by daphne's protocol libraries before any application sees the request:
+
+- WebSocket messages (autobahn): over the limit, autobahn's default ``failByDrop`` ends the TCP
+  connection without a close frame, so clients saw 1006 and could not tell why. With it off,
+  autobahn sends ``1009 message too big`` first. The limit is set to ``WS_MAX_FRAME_BYTES``
+  (applications cannot send 1009 under daphne: autobahn only lets them close with 1000 or
+  3000-4999, so the consumer's own guard ended in 1011).
+- Request heads (twisted): a line over 16 KiB (a long bearer token) dropped the connection with
+  no status, and a head over 16 KiB in total got a bare ``400`` with no body. Both now get a JSON
+  error (``{"statusCode", "message"}``): 431, or 414 for a request line (the URL) too long.
+
+:func:`daphne_configure` applies both to a running daphne ``Server``; the application calls it
+on its first connection (``playground.startup``), ``manage.py serve`` before it accepts any.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
-from daphne.cli import CommandLineInterface
-from daphne.server import Server
+from django.conf import settings
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+
+_CONFIGURED = "_playground_configured"
 
 
-class PlaygroundServer(Server):
-    """A daphne ``Server`` whose WebSocket factory closes protocol violations cleanly."""
+def daphne_server_of(send: Any) -> Any | None:
+    """The daphne ``Server`` behind an application instance's ``send``, or None.
 
-    @property
-    def ws_factory(self) -> Any:
-        return self._ws_factory
+    daphne hands every application instance ``send=partial(server.handle_reply, protocol)``.
+    """
+    if not isinstance(send, functools.partial):
+        return None
+    from daphne.server import Server
 
-    @ws_factory.setter
-    def ws_factory(self, factory: Any) -> None:
-        factory.setProtocolOptions(failByDrop=False)
-        self._ws_factory = factory
+    server = getattr(send.func, "__self__", None)
+    return server if isinstance(server, Server) else None
 
 
-class PlaygroundCommandLine(CommandLineInterface):
-    server_class = PlaygroundServer
+def daphne_configure(server: Any) -> None:
+    """Give a running daphne ``Server`` the limits above (once; later calls do nothing)."""
+    if getattr(server, _CONFIGURED, False):
+        return
+    setattr(server, _CONFIGURED, True)
+    from daphne.ws_protocol import WebSocketProtocol
+
+    limit = settings.WS_MAX_FRAME_BYTES
+    options = {"failByDrop": False, "maxMessagePayloadSize": limit, "maxFramePayloadSize": limit}
+    server.ws_factory.setProtocolOptions(**options)
+    # Sockets that connected before: a protocol copies the factory's options when it connects.
+    for protocol in list(server.connections):
+        if isinstance(protocol, WebSocketProtocol):
+            for name, value in options.items():
+                setattr(protocol, name, value)
+    server.http_factory.protocol = _json_error_channel
+
+
+def _json_error_channel() -> _GenericHTTPChannelProtocol:
+    # What twisted's HTTPFactory builds by default, around the channel below.
+    return _GenericHTTPChannelProtocol(JsonErrorHTTPChannel())
+
+
+def error_response(status: int, reason: str, message: str) -> bytes:
+    """A complete HTTP/1.1 response carrying the API's JSON error body; the connection closes."""
+    body = json.dumps({"statusCode": status, "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class JsonErrorHTTPChannel(HTTPChannel):
+    """twisted's HTTP channel, answering requests it refuses before parsing with JSON errors."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Called before lineReceived counts the line: nothing counted yet means the request line.
+        if self._receivedHeaderSize == 0:
+            response = error_response(414, "URI Too Long", "Request line too long")
+        else:
+            response = self._headers_too_large()
+        self._refuse(response)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            response = self._headers_too_large()
+        else:
+            response = error_response(400, "Bad Request", "Malformed HTTP request")
+        self._refuse(response)
+
+    def _refuse(self, response: bytes) -> None:
+        transport: Any = self.transport  # typed as zope's ITransport, whose write mypy misreads
+        transport.write(response)
+        self.loseConnection()
+
+    def _headers_too_large(self) -> bytes:
+        return error_response(
+            431,
+            "Request Header Fields Too Large",
+            f"Request headers too large (limit {self.totalHeadersSize} bytes in total, "
+            f"{self.MAX_LENGTH} per line)",
+        )

@@ -1,8 +1,13 @@
-"""Public health endpoints: liveness (the seed's ``GET /``) and readiness."""
+"""Public health endpoints: liveness (the seed's ``GET /``) and readiness.
+
+Both are public, so readiness names each dependency with ``ok`` or ``fail`` only; why a check
+failed (exception text with hosts and ports) goes to the log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +15,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "AI Playground API"
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -51,19 +58,20 @@ async def _probe(name: str, check: Any) -> tuple[str, str | None]:
 
 
 async def readiness(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database and, when configured, Redis answer. 200 or 503 naming the failure."""
+    """Readiness: the database and, when configured, Redis answer. 200, or 503 naming the failed
+    dependency (the reason is logged, not shown)."""
     probes = [_probe("database", sync_to_async(_check_database, thread_sensitive=True)())]
     if settings.REDIS_URL:
         probes.append(_probe("redis", _check_redis(settings.REDIS_URL)))
     results = await asyncio.gather(*probes)
-    checks = {name: ("ok" if error is None else "error") for name, error in results}
-    errors = {name: error for name, error in results if error is not None}
+    checks = {name: ("ok" if error is None else "fail") for name, error in results}
+    errors = [error for _, error in results if error is not None]
+    for error in errors:
+        logger.warning("Readiness check failed: %s", error)
     body: dict[str, Any] = {
         "status": "ok" if not errors else "error",
         "timestamp": _utc_now_iso(),
         "service": SERVICE_NAME,
         "checks": checks,
     }
-    if errors:
-        body["errors"] = errors
     return JsonResponse(body, status=200 if not errors else 503)

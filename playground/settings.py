@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "channels",
+    # Serves Swagger UI's assets for /docs from our static files, not from a CDN.
+    "ninja",
     "accounts",
     "providers",
     "comparisons",
@@ -170,11 +172,11 @@ CORS_ALLOW_CREDENTIALS = True
 CORS_EXPOSE_HEADERS = ["Link"]
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https")
-    if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
-    else None
-)
+# Behind a proxy that sets X-Forwarded-Proto and X-Forwarded-For (replacing what clients send):
+# Django takes https from the first, `manage.py serve` (daphne) the client address from both.
+# Off, any client could claim https or another address with these headers.
+TRUST_X_FORWARDED_PROTO: bool = env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_X_FORWARDED_PROTO else None
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
 # Load balancers probe the health endpoints over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^$", r"^health/"]
@@ -186,7 +188,9 @@ CSRF_COOKIE_SECURE = not DEBUG
 
 # --- Static files (the admin) -----------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Outside DEBUG, collected (hashed, compressed) files: the Docker build collects them, `manage.py
+# serve` whenever they are missing or older than their sources.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -141,12 +141,16 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    def args(self) -> list[str]:
+        """The command line after the Python interpreter."""
+        return ["manage.py", "serve"]
+
     def start(self, timeout: float = 30.0, stdout: Path | None = None) -> Server:
         """Start and wait until ``/`` answers; the process's stdout goes to ``stdout`` if given."""
         self.stdout = stdout
         with open(stdout, "wb") if stdout else contextlib.nullcontext() as out:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "serve"],
+                [sys.executable, *self.args()],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out or subprocess.DEVNULL,

@@ -32,7 +32,7 @@ async def http_get(
     path: str = "/me", *, token: str | None = None, cookie: str | None = None, **headers: str
 ) -> httpx.Response:
     """GET through the real ASGI application (Django + Ninja + ClerkAuth)."""
-    from playground.asgi import application
+    from playground.asgi import router as application
 
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"

@@ -171,7 +171,7 @@ async def test_the_application_wraps_ws_with_the_middleware(static_key) -> None:
     """``playground.asgi.application``'s ``/ws`` authenticates through ClerkAuthMiddleware."""
     from channels.testing import WebsocketCommunicator
 
-    from playground.asgi import application
+    from playground.asgi import router as application
 
     static_key()
     good = [(b"authorization", f"Bearer {mint_token(key(), sub='user_app')}".encode())]

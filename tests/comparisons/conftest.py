@@ -56,7 +56,7 @@ class Client:
 @pytest.fixture
 async def connect(token_for: Callable[[str], str]) -> AsyncIterator[Callable[..., Any]]:
     """``await connect(user_id)``: an authenticated socket to ``/ws`` (header token)."""
-    from playground.asgi import application
+    from playground.asgi import router as application
 
     clients: list[Client] = []
 

@@ -336,7 +336,9 @@ async def test_recorded_replay_reaches_watchers_on_a_server(
         server.stop()
 
 
-async def test_daphne_closes_an_oversized_frame_with_1009(database, tmp_path, auth) -> None:
+async def test_serve_closes_an_oversized_frame_with_1009_and_answers_big_heads_with_json(
+    database, tmp_path, auth
+) -> None:
     server = Server(demo_env(database, tmp_path, auth, WS_MAX_FRAME_BYTES="65536")).start()
     try:
         socket = await open_socket(server, auth, "user_big")
@@ -347,6 +349,9 @@ async def test_daphne_closes_an_oversized_frame_with_1009(database, tmp_path, au
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
         # The server is fine afterwards and started nothing.
         assert rest(server, auth, "user_big", "/sessions") == []
+        from tests.comparisons.test_launchers import assert_oversized_heads_get_json_errors
+
+        assert_oversized_heads_get_json_errors(server)
     finally:
         server.stop()
 

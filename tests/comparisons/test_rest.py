@@ -13,7 +13,7 @@ from django.test import Client as DjangoClient
 
 from comparisons import services
 from comparisons.models import Comparison
-from playground.asgi import application
+from playground.asgi import router as application
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

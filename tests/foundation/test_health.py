@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
 from channels.testing import HttpCommunicator
 
-from playground.asgi import application
+from playground.asgi import router as application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,13 +56,17 @@ async def test_readiness_ok_with_database_only(settings) -> None:
     assert body["checks"] == {"database": "ok"}
 
 
-async def test_readiness_names_unreachable_redis(settings) -> None:
+async def test_readiness_names_unreachable_redis_and_logs_why(settings, caplog) -> None:
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    status, _, body = await _get("/health/ready")
+    with caplog.at_level(logging.WARNING, logger="playground.health"):
+        status, _, body = await _get("/health/ready")
     assert status == 503
+    # Public: names and ok/fail, no hosts, ports or exception text.
+    assert set(body) == {"status", "timestamp", "service", "checks"}
     assert body["status"] == "error"
-    assert body["checks"] == {"database": "ok", "redis": "error"}
-    assert "redis unreachable" in body["errors"]["redis"]
+    assert body["checks"] == {"database": "ok", "redis": "fail"}
+    [record] = [r for r in caplog.records if r.name == "playground.health"]
+    assert "redis unreachable" in record.getMessage() and "127.0.0.1" in record.getMessage()
 
 
 @pytest.mark.redis

@@ -18,6 +18,7 @@ PROD_ENV = {
     "ALLOWED_HOSTS": "playground.example.com",
     "CLERK_PUBLISHABLE_KEY": "pk_live_Y2xlcmsucGxheWdyb3VuZC5leGFtcGxlLmNvbSQ",
     "CLERK_SECRET_KEY": "sk_live_not_a_real_key",
+    "CLERK_AUTHORIZED_PARTIES": "https://playground.example.com",
 }
 
 

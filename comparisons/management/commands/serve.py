@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+
+def staticfiles_outdated() -> bool:
+    """Whether the collected static files (outside DEBUG) are missing or older than a source.
+
+    Without them the admin fails ("Missing staticfiles manifest entry"); stale after an upgrade,
+    it would reference files that were never collected.
+    """
+    from django.contrib.staticfiles.finders import get_finders
+
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    if not manifest.exists():
+        return True
+    collected_at = manifest.stat().st_mtime
+    for finder in get_finders():
+        for path, storage in finder.list([]):
+            if os.stat(storage.path(path)).st_mtime > collected_at:
+                return True
+    return False
 
 
 class Command(BaseCommand):
@@ -16,13 +38,22 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from daphne.server import twisted_loop
+        # Before the application loads: WhiteNoise indexes STATIC_ROOT when it is created.
+        if not settings.DEBUG and staticfiles_outdated():
+            self.stdout.write(f"Collecting static files into {settings.STATIC_ROOT}")
+            call_command("collectstatic", interactive=False, verbosity=0)
 
-        from comparisons.maintenance import start_sweeper
-        from playground.daphne_server import PlaygroundCommandLine
+        from daphne.cli import CommandLineInterface
+        from daphne.server import twisted_loop
+        from twisted.internet import reactor
+
+        from playground.asgi import application
+        from playground.daphne_server import daphne_configure
         from playground.eventloop import event_loop_name
 
-        start_sweeper()
+        # The process start-up (crash sweep, provider preload, heap freeze) before listening,
+        # rather than on the first connection; daphne runs its loop on this thread.
+        application.start()
 
         host = options["host"] or settings.HOST
         port = options["port"] or settings.PORT
@@ -31,16 +62,11 @@ class Command(BaseCommand):
             f"event loop: {event_loop_name(twisted_loop)})"
         )
         self.stdout.flush()
-        PlaygroundCommandLine().run(
-            [
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "--proxy-headers",
-                # Frames over the limit are closed by the protocol layer with code 1009.
-                "--websocket-max-message-size",
-                str(settings.WS_MAX_FRAME_BYTES),
-                "playground.asgi:application",
-            ]
-        )
+        cli = CommandLineInterface()
+        # Runs when the reactor starts: the listening socket exists, no connection is accepted yet.
+        reactor.callWhenRunning(lambda: daphne_configure(cli.server))
+        argv = ["-b", host, "-p", str(port)]
+        if settings.TRUST_X_FORWARDED_PROTO:
+            # X-Forwarded-For/-Port/-Proto from a proxy in front; from anyone else they are lies.
+            argv.append("--proxy-headers")
+        cli.run([*argv, "playground.asgi:application"])

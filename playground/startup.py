@@ -1,0 +1,110 @@
+"""The ASGI application's process start-up, owned by the application under any ASGI server.
+
+``ProcessApplication`` wraps the protocol router. The first time the process serves anything it
+runs :func:`process_start` once, on the event loop's thread: on ASGI ``lifespan.startup`` where the
+server sends it (uvicorn, hypercorn), else on the first connection (daphne sends no lifespan);
+``manage.py serve`` calls :meth:`ProcessApplication.start` itself before listening. Importing the
+module changes nothing in the importing process (tests import it and use ``router`` directly).
+
+Under daphne, the first connection also configures the server's protocol limits
+(``playground.daphne_server``: 1009 for oversized frames, JSON 431 for oversized headers).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sniffio
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def process_start() -> None:
+    """Start-up of a serving process; call once, on the thread that runs the event loop."""
+    from comparisons.maintenance import start_sweeper
+    from providers.registry import providers
+
+    # Crash recovery: comparisons of a dead process become `interrupted` (in a thread: the sweep
+    # is a blocking database call, and a database that is down must not stop the server).
+    start_sweeper()
+
+    for error in providers.preload():  # SDK imports now, not on the first comparison's loop
+        logger.error("Provider not loaded: %s", error)
+
+    # anyio (under httpx) asks sniffio which async library runs for every read with a timeout, and
+    # sniffio answers by inspecting the current task: ~6 % of the server's CPU at 400 streams. The
+    # loop's thread runs asyncio only: declare it once, in the thread-local sniffio reads first
+    # (a context variable set here would reach only the current task's context).
+    sniffio.thread_local.name = "asyncio"
+
+    # Everything loaded so far (Django, both SDKs: ~280,000 objects) lives as long as the process.
+    # Left to the cyclic collector, each full collection scanned all of it with the event loop
+    # stopped: 75-100 ms, a stall every stream saw (docs/benchmarks.md). Frozen, it is never scanned.
+    gc.collect()
+    gc.freeze()
+
+
+class ProcessApplication:
+    """An ASGI application that runs :func:`process_start` once before serving."""
+
+    def __init__(self, app: ASGIApp, *, start: Callable[[], None] = process_start) -> None:
+        self.app = app
+        self._start = start
+        self._started = False
+        self._server_seen = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Run the process start-up unless it ran already."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self._start()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self._server_seen:
+            self._server_seen = True
+            self._server_configure(send)
+        if not self._started:
+            self.start()
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _server_configure(send: Send) -> None:
+        if "daphne.server" not in sys.modules:  # another ASGI server: nothing of daphne's to set
+            return
+        from playground.daphne_server import daphne_configure, daphne_server_of
+
+        server = daphne_server_of(send)
+        if server is not None:
+            daphne_configure(server)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                except Exception as exc:
+                    logger.exception("Start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
