@@ -9,14 +9,16 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck check bench env
+.PHONY: run test test-fast lint typecheck check bench env
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE=1 (common in containers and CI) nothing is ever
+# cached, so every process would compile Django and the SDKs from source at start.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	touch $@
 
 env: $(VENV)/.synced
@@ -30,6 +32,10 @@ run: env
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## test-fast: the suite without the tests that start server processes (marked slow)
+test-fast: env
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -41,5 +47,5 @@ check: lint typecheck test
 
 ## bench: the relay benchmark (docs/benchmarks.md); adds the bench group (LiteLLM, uvicorn, py-spy)
 bench: env
-	$(UV) sync --frozen --quiet --group bench --group dev
+	$(UV) sync --frozen --quiet --compile-bytecode --group bench --group dev
 	$(PY) -m bench $(BENCH_ARGS)

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 
+from tests.servers import ProcessDatabases
+
 pytest_plugins = ["tests.auth_fixtures"]
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
@@ -56,6 +58,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         engine = settings.DATABASES["default"]["ENGINE"]
         if "postgresql" not in engine:
             _missing("DATABASE_URL does not point at PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def process_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessDatabases]:
+    """Migrated databases for server processes (one migration per session, then copies)."""
+    databases = ProcessDatabases(tmp_path_factory.mktemp("process-db"))
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def database(process_databases: ProcessDatabases) -> Iterator[str]:
+    """A DATABASE_URL of a fresh, migrated database for server processes started by the test."""
+    with process_databases.copy() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """Real server processes for end-to-end tests: `manage.py serve` (daphne) on a free port.
 
-Each test gets its own database: a fresh PostgreSQL database on the server the suite uses when
-DATABASE_URL points at PostgreSQL (CI), otherwise a SQLite file in the test's tmp directory.
+Each test gets its own database (the ``database`` fixture): a copy of one migrated database, on the
+PostgreSQL server the suite uses when DATABASE_URL points at PostgreSQL (CI), otherwise a SQLite
+file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,36 +31,71 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def process_database(tmp_path: Path) -> Iterator[str]:
-    """A DATABASE_URL for server processes, migrated, dropped afterwards (PostgreSQL)."""
-    db = settings.DATABASES["default"]
-    if "postgresql" in db["ENGINE"]:
+class ProcessDatabases:
+    """Databases for server processes, each a copy of one database migrated once per session.
+
+    ``migrate`` in a subprocess costs seconds; a copy costs milliseconds (PostgreSQL
+    ``CREATE DATABASE ... TEMPLATE``, or a copy of the SQLite file).
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        db = settings.DATABASES["default"]
+        self.postgres = "postgresql" in db["ENGINE"]
+        self._admin = {
+            "host": db["HOST"] or "127.0.0.1",
+            "port": db["PORT"] or 5432,
+            "user": db["USER"],
+            "password": db["PASSWORD"] or None,
+            "dbname": "postgres",
+            "autocommit": True,
+        }
+        self._auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        self._template: str | None = None
+
+    def _url(self, name: str) -> str:
+        if not self.postgres:
+            return f"sqlite:///{self.workdir / name}"
+        return f"postgres://{self._auth}@{self._admin['host']}:{self._admin['port']}/{name}"
+
+    def _execute(self, sql: str) -> None:
         import psycopg
 
+        with psycopg.connect(**self._admin) as conn:  # type: ignore[arg-type]
+            conn.execute(sql)
+
+    def template(self) -> str:
+        """The migrated original (created on first use)."""
+        if self._template is None:
+            name = f"playground_tmpl_{uuid.uuid4().hex[:12]}"
+            if self.postgres:
+                self._execute(f'CREATE DATABASE "{name}"')
+            else:
+                name += ".sqlite3"
+            migrate(self._url(name), self.workdir)
+            self._template = name
+        return self._template
+
+    @contextlib.contextmanager
+    def copy(self) -> Iterator[str]:
+        """A DATABASE_URL of a fresh migrated database, dropped afterwards."""
+        template = self.template()
         name = f"playground_proc_{uuid.uuid4().hex[:12]}"
-        admin = dict(
-            host=db["HOST"] or "127.0.0.1",
-            port=db["PORT"] or 5432,
-            user=db["USER"],
-            password=db["PASSWORD"] or None,
-            dbname="postgres",
-            autocommit=True,
-        )
-        with psycopg.connect(**admin) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        url = f"postgres://{auth}@{admin['host']}:{admin['port']}/{name}"
-        try:
-            migrate(url, tmp_path)
-            yield url
-        finally:
-            with psycopg.connect(**admin) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    else:
-        url = f"sqlite:///{tmp_path / 'server.sqlite3'}"
-        migrate(url, tmp_path)
-        yield url
+        if self.postgres:
+            self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            try:
+                yield self._url(name)
+            finally:
+                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            name += ".sqlite3"
+            shutil.copyfile(self.workdir / template, self.workdir / name)
+            yield self._url(name)
+
+    def close(self) -> None:
+        if self._template is not None and self.postgres:
+            self._execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+        self._template = None
 
 
 def server_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -9,16 +9,15 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
-from tests.servers import ROOT, ProcessAuth, Server, process_database, server_env
+from tests.servers import ROOT, ProcessAuth, Server, server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
 
 
 class Socket:
@@ -66,12 +65,6 @@ def rest(server: Server, auth: ProcessAuth, user: str, path: str) -> Any:
 @pytest.fixture
 def auth() -> ProcessAuth:
     return ProcessAuth()
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    with process_database(tmp_path) as url:
-        yield url
 
 
 def demo_env(database: str, tmp_path: Path, auth: ProcessAuth, **extra: str) -> dict[str, str]:

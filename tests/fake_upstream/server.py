@@ -387,8 +387,10 @@ class FakeUpstream:
                 await response.write(payload)
                 if kind == "delta":
                     record.delta_times.append(time.monotonic())
-            await response.write_eof()
+            # Marked before the end is sent: a client that has read the whole answer must find
+            # it recorded as complete.
             record.completed = True
+            await response.write_eof()
         except (_ClientGone, ConnectionError):
             record.closed = True
             record.client_closed.set()

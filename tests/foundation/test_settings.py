@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,47 @@ def test_env_example_as_dot_env_gives_the_embedded_defaults(tmp_path: Path) -> N
     assert parsed["db"]["ENGINE"] == "django.db.backends.sqlite3"
     assert parsed["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
     assert (parsed["host"], parsed["port"], parsed["debug"]) == ("127.0.0.1", 3001, True)
+
+
+def _commented_defaults() -> dict[str, str]:
+    """``# NAME=value`` lines of .env.example: the defaults it documents."""
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = re.fullmatch(r"# ([A-Z][A-Z0-9_]*)=(.*)", line)
+        if match:
+            pairs[match[1]] = match[2]
+    return pairs
+
+
+def test_env_example_documents_every_variable_the_settings_read() -> None:
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
+    )
+    read = set()
+    for path in [*(ROOT / "playground").glob("*.py"), *(ROOT / "comparisons").rglob("*.py")]:
+        source = path.read_text()
+        read |= set(re.findall(r"""env\.\w+\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+        read |= set(re.findall(r"""environ\.get\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+    assert read - {"DJANGO_SETTINGS_MODULE"} <= documented, sorted(read - documented)
+
+
+def test_env_example_commented_values_are_the_real_defaults(tmp_path: Path) -> None:
+    """Uncommenting every ``# NAME=value`` line of .env.example changes no setting (production
+    mode, where the security defaults apply)."""
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps({k: getattr(s, k) for k in dir(s) if k.isupper()}, default=str,"
+        " sort_keys=True))"
+    )
+    pairs = {k: v for k, v in _commented_defaults().items() if k != "DATA_DIR"}
+    assert "PLAYGROUND_HEARTBEAT_STALE_SECONDS" in pairs
+    results = []
+    for env in (PROD_ENV, {**PROD_ENV, **pairs}):
+        result = _run(code, env, tmp_path=tmp_path)
+        assert result.returncode == 0, result.stderr
+        results.append(json.loads(result.stdout))
+    defaults, documented = results
+    differ = {
+        k: (defaults[k], documented.get(k)) for k in defaults if defaults[k] != documented.get(k)
+    }
+    assert differ == {}

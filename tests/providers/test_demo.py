@@ -45,26 +45,31 @@ async def test_pacing_is_configurable(settings: object) -> None:
     out = await collect(providers["demo"], request)
     elapsed = time.monotonic() - started
     assert out.end is not None
-    # 0.1 s before the first piece, then ~0.1 s for the rest (10x the piece count per second).
-    assert 0.18 <= elapsed < 0.6
+    # 0.1 s before the first piece, then ~0.1 s for the rest (10x the piece count per second);
+    # the upper bound only says "not stuck" (a busy machine may be slow).
+    assert 0.18 <= elapsed < 5
 
 
 async def test_cancel_stops_the_stream(settings: object) -> None:
     _demo(settings, tokens_per_second=100, first_token_delay=0)
+    request = StreamRequest(model="demo-echo", prompt="hi")
+    total = len(split_pieces(demo_answer(request)))
     got: list[str] = []
+    first = asyncio.Event()
+    stream = providers["demo"].stream(request)
 
     async def consume() -> None:
-        request = StreamRequest(model="demo-echo", prompt="hi")
-        async for event in providers["demo"].stream(request):
+        async for event in stream:
             if isinstance(event, TextDelta):
                 got.append(event.text)
+                first.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(first.wait(), 10)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert task.cancelled()
-    count = len(got)
-    await asyncio.sleep(0.05)
-    assert 0 < count == len(got)
+    assert 0 < len(got) < total
+    # The generator itself is finished: nothing can come out of it any more.
+    assert stream.ag_frame is None  # type: ignore[attr-defined]

@@ -238,15 +238,17 @@ async def test_cancel_closes_upstream(alias: str, upstream_providers: FakeUpstre
 async def test_many_concurrent_streams(alias: str, upstream_providers: FakeUpstream) -> None:
     """120 answers at once from one provider are all open at the same time (no 100-connection
     pool holding the rest back until the first ones end), and each arrives whole."""
-    marker = upstream_providers.script("many", deltas=["x", "y"], first_delay=2.0)
-    tasks = [
-        asyncio.create_task(collect(providers[alias], _request(alias, marker))) for _ in range(120)
-    ]
-    await asyncio.sleep(1.5)  # every request is in by now; none has had its first delta
-    open_at_once = len(upstream_providers.requests_for("many"))
-    outcomes = await asyncio.gather(*tasks)
-    assert open_at_once == 120
+    marker = upstream_providers.script("many", deltas=["x", "y"], first_delay=3.0)
+    outcomes = await asyncio.gather(
+        *(collect(providers[alias], _request(alias, marker)) for _ in range(120))
+    )
     assert [out.text for out in outcomes] == ["xy"] * 120
+    recorded = upstream_providers.requests_for("many")
+    assert len(recorded) == 120
+    # Held back by a pool, a request would only have started after an earlier answer began.
+    last_request = max(r.started_at for r in recorded)
+    first_answer = min(r.delta_times[0] for r in recorded)
+    assert last_request < first_answer
 
 
 async def test_reported_model(alias: str, upstream_providers: FakeUpstream) -> None:
