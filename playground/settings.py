@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "accounts",
     "providers",
     "comparisons",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -165,7 +166,7 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
-# --- Static files (the admin) -----------------------------------------------------------------
+# --- Static files (the admin, the playground page) -----------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
