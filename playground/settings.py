@@ -217,6 +217,9 @@ CLERK_API_URL: str = env.str("CLERK_API_URL", default="https://api.clerk.com")
 CLERK_JWKS_CACHE_SECONDS: int = env.int("CLERK_JWKS_CACHE_SECONDS", default=300)
 CLERK_CLOCK_SKEW_SECONDS: int = env.int("CLERK_CLOCK_SKEW_SECONDS", default=5)
 WS_AUTH_TIMEOUT_SECONDS: float = env.float("WS_AUTH_TIMEOUT_SECONDS", default=10.0)
+# Lifetime of the development tokens the playground page fetches (DEBUG, no Clerk key); the page
+# replaces each one well before it expires.
+PLAYGROUND_DEV_TOKEN_TTL_SECONDS: int = env.int("PLAYGROUND_DEV_TOKEN_TTL_SECONDS", default=300)
 
 # --- AI providers -----------------------------------------------------------------------------
 # Configured like CACHES: alias -> {"BACKEND": dotted path, "OPTIONS": {...}}.

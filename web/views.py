@@ -13,8 +13,6 @@ from accounts.keys import issuer_from_publishable_key
 from accounts.services import DEV_USER_ID, DevSignInRefused, dev_sign_in_allowed, dev_token_mint
 from web.csp import content_security_policy
 
-#: Lifetime of a development token fetched by the page; the page fetches a new one before then.
-DEV_TOKEN_TTL_SECONDS = 300
 #: clerk-js, pinned to its major version, from the instance's own Frontend API.
 CLERK_JS_PATH = "/npm/@clerk/clerk-js@5/dist/clerk.browser.js"
 
@@ -57,10 +55,11 @@ def dev_token(request: HttpRequest) -> JsonResponse:
 
     Same-origin POST with Django's CSRF check; 404 unless ``DJANGO_DEBUG=1`` with no Clerk key.
     """
+    ttl = settings.PLAYGROUND_DEV_TOKEN_TTL_SECONDS
     try:
-        token = dev_token_mint(user_id=DEV_USER_ID, ttl=DEV_TOKEN_TTL_SECONDS)
+        token = dev_token_mint(user_id=DEV_USER_ID, ttl=ttl)
     except DevSignInRefused as exc:
         return JsonResponse({"statusCode": 404, "message": str(exc)}, status=404)
     return JsonResponse(
-        {"token": token, "userId": DEV_USER_ID, "expiresInSeconds": DEV_TOKEN_TTL_SECONDS}
+        {"token": token, "userId": DEV_USER_ID, "expiresInSeconds": ttl}
     )

@@ -66,7 +66,7 @@ class Auth {
     const body = await response.json();
     this.token = body.token;
     this.userId = body.userId;
-    this.schedule(Math.max(5, body.expiresInSeconds - 60), () => this.refreshDev());
+    this.schedule(refreshDelay(this.token), () => this.refreshDev());
   }
 
   async startClerk() {
@@ -96,16 +96,27 @@ class Auth {
   }
 
   async refreshClerk() {
-    // Clerk session tokens live 60 s; clerk-js caches one and renews it before expiry.
+    // Clerk session tokens live 60 s; clerk-js caches one and renews it before it expires.
     this.token = await this.clerk.session.getToken();
     if (!this.token) throw new Error("signed out");
-    this.schedule(40, () => this.refreshClerk());
+    this.schedule(refreshDelay(this.token), () => this.refreshClerk());
   }
 
   async refresh() {
     if (this.mode === "dev") await this.refreshDev();
     else if (this.mode === "clerk") await this.refreshClerk();
     this.onToken(this.token);
+  }
+}
+
+// Seconds until a token should be replaced: well before its exp claim (the server checks it).
+function refreshDelay(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const left = JSON.parse(atob(part)).exp - Date.now() / 1000;
+    return Math.max(5, Math.min(left - 20, left * 0.8));
+  } catch {
+    return 30;
   }
 }
 
