@@ -61,7 +61,7 @@ class ProcessDatabases:
     def _execute(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(**self._admin) as conn:  # type: ignore[arg-type]
+        with psycopg.connect(**self._admin) as conn:
             conn.execute(sql)
 
     def template(self) -> str:

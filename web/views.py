@@ -60,6 +60,4 @@ def dev_token(request: HttpRequest) -> JsonResponse:
         token = dev_token_mint(user_id=DEV_USER_ID, ttl=ttl)
     except DevSignInRefused as exc:
         return JsonResponse({"statusCode": 404, "message": str(exc)}, status=404)
-    return JsonResponse(
-        {"token": token, "userId": DEV_USER_ID, "expiresInSeconds": ttl}
-    )
+    return JsonResponse({"token": token, "userId": DEV_USER_ID, "expiresInSeconds": ttl})

@@ -38,9 +38,11 @@ class Playground:
         page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
         page.on(
             "console",
-            lambda msg: self.problems.append(f"console {msg.type}: {msg.text} at {msg.location}")
-            if msg.type == "error"
-            else None,
+            lambda msg: (
+                self.problems.append(f"console {msg.type}: {msg.text} at {msg.location}")
+                if msg.type == "error"
+                else None
+            ),
         )
         page.set_default_timeout(WAIT_MS)
 
@@ -107,9 +109,7 @@ class Playground:
 
 @pytest.fixture
 def playground(browser: Any, page_server: Server) -> Iterator[Playground]:
-    context = browser.new_context(
-        viewport={"width": 1400, "height": 900}, accept_downloads=True
-    )
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page_server.url)
     view = Playground(context.new_page(), page_server)
     try:
@@ -133,6 +133,8 @@ def test_three_models_stream_and_match_what_was_saved(
     )
     for index in range(3):
         playground.wait_status(index, "complete")
+    playground.expect(playground.page.locator("#session-status")).to_have_text("complete")
+    playground.page.screenshot(path=str(screenshots / "three-columns.png"))
     saved = playground.rest(f"/sessions/{sid}")
     keys = [m["key"] for m in saved["models"]]
     for index, key in enumerate(keys):
@@ -146,8 +148,6 @@ def test_three_models_stream_and_match_what_was_saved(
     playground.expect(vendor.locator('[data-metric="tokens"]')).to_have_text(
         re.compile(r"^\d+ / \d+$")
     )
-    playground.expect(playground.page.locator("#session-status")).to_have_text("complete")
-    playground.page.screenshot(path=str(screenshots / "three-columns.png"))
 
 
 def test_one_column_error_shows_the_providers_reason_while_others_stream(
@@ -309,3 +309,43 @@ def test_six_columns_and_a_phone_width_lay_out_without_horizontal_overflow(
         assert view.problems == []
     finally:
         phone.close()
+
+
+def test_per_model_settings_and_rerunning_one_column(
+    playground: Playground, upstream: FakeUpstream
+) -> None:
+    marker = upstream.script("rerun", deltas=["same ", "again"], delay=0.02)
+    playground.open()
+    playground.choose(("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5-20251001"))
+    playground.page.uncheck("#same-settings")
+    rows = playground.page.locator("#model-rows > li")
+    rows.nth(0).get_by_label("Temperature").fill("0.3")
+    rows.nth(1).get_by_label("Max tokens").fill("50")
+    playground.page.fill("#prompt", f"Twice {marker}")
+    playground.page.click("#send")
+    playground.page.wait_for_url(re.compile(r"\?session="))
+    sid = playground.session_id()
+    playground.wait_status(0, "complete")
+    playground.wait_status(1, "complete")
+    saved = playground.rest(f"/sessions/{sid}")
+    assert [(m["temperature"], m["maxTokens"]) for m in saved["models"]] == [
+        (0.3, None),
+        (None, 50),
+    ]
+    first = playground.column(0)
+    before = first.locator(".answer").inner_text()
+
+    playground.column(1).get_by_role("button", name="Re-run").click()
+    second = playground.column(1)
+    playground.expect(second.locator(".column-title")).to_contain_text("(re-run)")
+    playground.expect(second).not_to_have_attribute("data-session", sid)
+    playground.wait_status(1, "complete")
+    rerun_sid = second.get_attribute("data-session")
+    rerun = playground.rest(f"/sessions/{rerun_sid}")
+    assert rerun["prompt"] == f"Twice {marker}"
+    assert [(m["provider"], m["maxTokens"]) for m in rerun["models"]] == [("anthropic", 50)]
+    assert rerun["responses"][rerun["models"][0]["key"]]["content"] == "same again"
+    # The other column and the page's comparison are untouched.
+    assert first.get_attribute("data-session") == sid
+    assert first.locator(".answer").inner_text() == before
+    assert playground.session_id() == sid

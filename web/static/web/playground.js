@@ -230,7 +230,8 @@ function cost(value) {
 }
 function price(pricing) {
   if (!pricing) return "price unknown";
-  return `$${pricing.input}/$${pricing.output} per M`;
+  if (!pricing.input && !pricing.output) return "free";
+  return `$${pricing.input} in / $${pricing.output} out per M tokens`;
 }
 function setStatus(text, kind = "") {
   const el = $("auth-status");
@@ -583,7 +584,7 @@ function modelSelect(value) {
     for (const model of models) {
       const option = document.createElement("option");
       option.value = JSON.stringify([provider.provider, model.name]);
-      option.textContent = `${model.label} — ${price(model.pricing)}`;
+      option.textContent = `${provider.label} · ${model.label} — ${price(model.pricing)}`;
       group.appendChild(option);
     }
     select.appendChild(group);
