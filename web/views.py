@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.keys import issuer_from_publishable_key
 from accounts.services import DEV_USER_ID, DevSignInRefused, dev_sign_in_allowed, dev_token_mint
@@ -22,7 +22,7 @@ def _clerk_origin() -> str | None:
     return issuer_from_publishable_key(key) if key else None
 
 
-@require_GET
+@require_safe
 @ensure_csrf_cookie
 @never_cache
 def playground_page(request: HttpRequest) -> HttpResponse:
