@@ -86,16 +86,19 @@ class Playground:
         self.expect(self.column(index).get_by_role("button", name="Copied")).to_be_visible()
         return str(self.page.evaluate("navigator.clipboard.readText()"))
 
-    def rest(self, path: str) -> Any:
-        """GET a REST path with a development token minted the way the page gets one."""
+    def dev_token(self) -> str:
+        """A development token minted the way the page gets one (CSRF cookie + header)."""
         csrf = next(c["value"] for c in self.page.context.cookies() if c["name"] == "csrftoken")
         minted = self.page.request.post(
             f"{self.server.url}/playground/dev-token", headers={"X-CSRFToken": csrf}
         )
         assert minted.ok, minted.text()
+        return str(minted.json()["token"])
+
+    def rest(self, path: str) -> Any:
+        """GET a REST path as the development user."""
         response = self.page.request.get(
-            self.server.url + path,
-            headers={"Authorization": f"Bearer {minted.json()['token']}"},
+            self.server.url + path, headers={"Authorization": f"Bearer {self.dev_token()}"}
         )
         assert response.ok, response.text()
         return response.json()
@@ -179,8 +182,13 @@ def test_stop_one_column_closes_its_provider_connection(
         ("openai", "gpt-4.1-mini"),
     )
     playground.expect(playground.column(0).locator(".answer")).to_contain_text("w3")
+    # Screen readers: each answer is a polite live region, busy while it streams.
+    answer = playground.column(0).locator(".answer")
+    playground.expect(answer).to_have_attribute("aria-live", "polite")
+    playground.expect(answer).to_have_attribute("aria-busy", "true")
     playground.column(0).get_by_role("button", name="Stop").click()
     playground.wait_status(0, "cancelled")
+    playground.expect(answer).to_have_attribute("aria-busy", "false")
     playground.page.screenshot(path=str(screenshots / "one-column-stopped.png"))
     anthropic = [r for r in upstream.requests_for("stopper") if r.vendor == "anthropic"]
     assert len(anthropic) == 1
@@ -296,7 +304,10 @@ def test_six_columns_and_a_phone_width_lay_out_without_horizontal_overflow(
     assert all(box["width"] >= 250 for box in boxes), boxes
     playground.page.screenshot(path=str(screenshots / "six-columns.png"), full_page=True)
 
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    light = playground.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, color_scheme="dark"
+    )
     try:
         page = phone.new_page()
         view = Playground(page, page_server).open(f"?session={sid}")
@@ -305,7 +316,10 @@ def test_six_columns_and_a_phone_width_lay_out_without_horizontal_overflow(
         view.no_horizontal_overflow()
         lefts = {round(view.column(i).bounding_box()["x"]) for i in range(6)}
         assert len(lefts) == 1, f"columns not stacked: {lefts}"
-        page.screenshot(path=str(screenshots / "phone.png"))
+        page.screenshot(path=str(screenshots / "phone-dark.png"))
+        # The system's dark setting gives the dark theme.
+        dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert light == "rgb(247, 247, 248)" and dark == "rgb(21, 22, 26)"
         assert view.problems == []
     finally:
         phone.close()
@@ -349,3 +363,31 @@ def test_per_model_settings_and_rerunning_one_column(
     assert first.get_attribute("data-session") == sid
     assert first.locator(".answer").inner_text() == before
     assert playground.session_id() == sid
+
+
+def test_history_pages_through_every_comparison(playground: Playground) -> None:
+    from websockets.sync.client import connect
+
+    playground.open()
+    prompt = f"Paging {time.monotonic_ns()}"
+    with connect(playground.server.ws_url) as ws:
+        ws.send(json.dumps({"event": "authenticate", "data": {"token": playground.dev_token()}}))
+        assert json.loads(ws.recv(timeout=15))["event"] == "authenticated"
+        for n in range(22):
+            start = {
+                "prompt": f"{prompt} #{n}",
+                "models": [{"provider": "demo", "model": "demo-fast"}],
+            }
+            ws.send(json.dumps({"event": "startComparison", "data": start}))
+        done = 0
+        while done < 22:
+            done += json.loads(ws.recv(timeout=30))["event"] == "comparisonComplete"
+    playground.page.reload()
+    entries = playground.page.locator("#history-list li")
+    playground.expect(entries).to_have_count(20)
+    playground.expect(entries.first).to_contain_text(f"{prompt} #21")
+    playground.page.get_by_role("button", name="Load more").click()
+    playground.expect(playground.page.locator("#history-list")).to_contain_text(f"{prompt} #0")
+    assert entries.count() >= 22
+    listed = [b.get_attribute("data-session") for b in entries.locator("button").all()]
+    assert len(listed) == len(set(listed))
