@@ -12,7 +12,10 @@ from accounts.principal import TOKEN_MISSING
 api = NinjaAPI(
     title="AI Playground API",
     version="1.0.0",
-    description="Compare LLM answers side by side. WebSocket protocol: docs/protocol.md.",
+    description=(
+        "Compare LLM answers side by side. WebSocket protocol: docs/protocol.md. "
+        "The playground page (a browser client of this API) is at [/playground/](/playground/)."
+    ),
     urls_namespace="api",
     # Protected by default: a public endpoint opts out with auth=None.
     auth=ClerkAuth(),

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "providers",
     "comparisons",
     "axes",  # admin login throttling
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -186,11 +187,11 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
-# --- Static files (the admin) -----------------------------------------------------------------
+# --- Static files (the admin, the playground page) -----------------------------------------------------------------
 STATIC_URL = "static/"
 # Outside DEBUG, collected (hashed, compressed) files: the Docker build collects them, `manage.py
 # serve` whenever they are missing or older than their sources.
-STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -243,6 +244,9 @@ WS_AUTH_TIMEOUT_SECONDS: float = env.float("WS_AUTH_TIMEOUT_SECONDS", default=10
 WS_MAX_UNAUTHENTICATED_PER_CLIENT: int = env.int("WS_MAX_UNAUTHENTICATED_PER_CLIENT", default=10)
 WS_MAX_UNAUTHENTICATED: int = env.int("WS_MAX_UNAUTHENTICATED", default=100)
 WS_MAX_SOCKETS_PER_USER: int = env.int("WS_MAX_SOCKETS_PER_USER", default=20)
+# Lifetime of the development tokens the playground page fetches (DEBUG, no Clerk key); the page
+# replaces each one well before it expires.
+PLAYGROUND_DEV_TOKEN_TTL_SECONDS: int = env.int("PLAYGROUND_DEV_TOKEN_TTL_SECONDS", default=300)
 
 # --- AI providers -----------------------------------------------------------------------------
 # Configured like CACHES: alias -> {"BACKEND": dotted path, "OPTIONS": {...}}.

@@ -1,9 +1,9 @@
-"""URL configuration: health endpoints, the REST API and the admin."""
+"""URL configuration: health endpoints, the playground page, the REST API and the admin."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from playground import health
 from playground.api import api
@@ -12,5 +12,6 @@ urlpatterns = [
     path("", health.health, name="health"),
     path("health/ready", health.readiness, name="readiness"),
     path("admin/", admin.site.urls),
+    path("playground/", include("web.urls")),
     path("", api.urls),
 ]

@@ -1,0 +1,104 @@
+"""Browser tests of the playground page: Debian's chromium driven by Playwright (never downloaded;
+``playwright install`` is not used), against a real server process with the fake upstream.
+
+Without chromium the tests skip with a one-line reason, except under ``REQUIRE_SERVICES=1`` (CI),
+where a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REQUIRE_SERVICES
+from tests.fake_upstream import FakeUpstream, run_in_thread
+from tests.fake_upstream.fixtures import TEST_API_KEY
+from tests.servers import ProcessDatabases, Server, server_env
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _require_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        reason = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless chromium per module: Playwright's sync API runs an event loop in this thread
+    while it is open, so it must be closed before any asyncio test of another module runs."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests save screenshots of the page's main states (test artifacts)."""
+    return tmp_path_factory.mktemp("screenshots", numbered=False)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with run_in_thread() as fake:
+        fake.catalogue = {
+            "anthropic": [
+                {"id": "claude-haiku-4-5-20251001", "label": "Claude Haiku 4.5"},
+                {"id": "claude-sonnet-4-6", "label": "Claude Sonnet 4.6"},
+            ],
+            "openai": [{"id": "gpt-4.1-mini"}, {"id": "gpt-4.1"}],
+            "google": [{"id": "gemini-2.5-flash", "label": "Gemini 2.5 Flash"}],
+        }
+        yield fake
+
+
+def page_server_env(database_url: str, workdir: Path, upstream: FakeUpstream) -> dict[str, str]:
+    """A DEBUG server (development sign-in) whose vendors all point at the fake upstream."""
+    return server_env(
+        database_url,
+        workdir,
+        ANTHROPIC_API_KEY=TEST_API_KEY,
+        ANTHROPIC_BASE_URL=upstream.url,
+        ANTHROPIC_MAX_RETRIES="0",
+        OPENAI_API_KEY=TEST_API_KEY,
+        OPENAI_BASE_URL=f"{upstream.url}/v1",
+        OPENAI_MAX_RETRIES="0",
+        GOOGLE_GEMINI_API_KEY=TEST_API_KEY,
+        GOOGLE_GEMINI_BASE_URL=upstream.url,
+        GOOGLE_GEMINI_MAX_RETRIES="0",
+        DEMO_TOKENS_PER_SECOND="40",
+        DEMO_FIRST_TOKEN_DELAY="0.05",
+        PLAYGROUND_MAX_RUNNING_PER_USER="50",
+        PLAYGROUND_MAX_STARTS_PER_MINUTE="500",
+        PLAYGROUND_FLUSH_INTERVAL="0.2",
+    )
+
+
+@pytest.fixture(scope="module")
+def page_server(
+    process_databases: ProcessDatabases,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: FakeUpstream,
+    browser: Any,
+) -> Iterator[Server]:
+    """One server process per test module (started after the browser check)."""
+    workdir = tmp_path_factory.mktemp("page-server")
+    with process_databases.copy() as url:
+        server = Server(page_server_env(url, workdir, upstream))
+        server.start(stdout=workdir / "server.log")
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -1,0 +1,897 @@
+// The playground page: one prompt, several models, answers streamed side by side over /ws.
+// Protocol: docs/protocol.md. Model output is untrusted: Markdown is rendered by marked and then
+// sanitised by DOMPurify before it touches the DOM. Session tokens live in this module's memory
+// only (never in localStorage, cookies set by us, or URLs).
+import { Marked } from "./vendor/marked.esm.js";
+import DOMPurify from "./vendor/purify.es.js";
+
+const cfg = document.body.dataset;
+const MAX_MODELS = Number(cfg.maxModels) || 6;
+const RUNNING = new Set(["pending", "streaming"]);
+const $ = (id) => document.getElementById(id);
+
+const markdown = new Marked({ gfm: true, breaks: false, async: false });
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+  }
+});
+
+function renderMarkdown(text) {
+  return DOMPurify.sanitize(markdown.parse(text), {
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select"],
+    FORBID_ATTR: ["style"],
+  });
+}
+
+// --- Sign-in ------------------------------------------------------------------------------------
+class Auth {
+  constructor(onToken) {
+    this.mode = cfg.auth;
+    this.token = null;
+    this.userId = null;
+    this.onToken = onToken;
+    this.timer = null;
+  }
+
+  async start() {
+    if (this.mode === "dev") return this.refreshDev();
+    if (this.mode === "clerk") return this.startClerk();
+    throw new Error(
+      "Sign-in is not configured on this server: set CLERK_PUBLISHABLE_KEY (or use DJANGO_DEBUG=1 without Clerk keys for the development sign-in).",
+    );
+  }
+
+  schedule(seconds, refresh) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(async () => {
+      try {
+        await refresh();
+        this.onToken(this.token);
+      } catch (err) {
+        setStatus(`Could not refresh the sign-in: ${err.message}`);
+        this.schedule(10, refresh);
+      }
+    }, seconds * 1000);
+  }
+
+  async refreshDev() {
+    const response = await fetch(cfg.devTokenUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": cookie("csrftoken") || "" },
+    });
+    if (!response.ok) throw new Error(`development sign-in refused (HTTP ${response.status})`);
+    const body = await response.json();
+    this.token = body.token;
+    this.userId = body.userId;
+    this.schedule(refreshDelay(this.token), () => this.refreshDev());
+  }
+
+  async startClerk() {
+    await new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = cfg.clerkScript;
+      script.crossOrigin = "anonymous";
+      script.async = true;
+      script.setAttribute("data-clerk-publishable-key", cfg.clerkPublishableKey);
+      script.addEventListener("load", resolve);
+      script.addEventListener("error", () => reject(new Error("Clerk could not be loaded")));
+      document.head.appendChild(script);
+    });
+    const clerk = window.Clerk;
+    await clerk.load();
+    if (!clerk.user || !clerk.session) {
+      setStatus("Redirecting to sign-in…");
+      await clerk.redirectToSignIn({ signInForceRedirectUrl: window.location.href });
+      return new Promise(() => {});
+    }
+    this.clerk = clerk;
+    this.userId = clerk.user.id;
+    const signOut = $("sign-out");
+    signOut.hidden = false;
+    signOut.addEventListener("click", () => clerk.signOut({ redirectUrl: window.location.pathname }));
+    await this.refreshClerk();
+  }
+
+  async refreshClerk() {
+    // Clerk session tokens live 60 s; clerk-js caches one and renews it before it expires.
+    this.token = await this.clerk.session.getToken();
+    if (!this.token) throw new Error("signed out");
+    this.schedule(refreshDelay(this.token), () => this.refreshClerk());
+  }
+
+  async refresh() {
+    if (this.mode === "dev") await this.refreshDev();
+    else if (this.mode === "clerk") await this.refreshClerk();
+    this.onToken(this.token);
+  }
+}
+
+// Seconds until a token should be replaced: well before its exp claim (the server checks it).
+function refreshDelay(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const left = JSON.parse(atob(part)).exp - Date.now() / 1000;
+    return Math.max(5, Math.min(left - 20, left * 0.8));
+  } catch {
+    return 30;
+  }
+}
+
+function cookie(name) {
+  for (const part of document.cookie.split(";")) {
+    const [key, ...rest] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(rest.join("="));
+  }
+  return null;
+}
+
+// --- The socket ---------------------------------------------------------------------------------
+class Socket {
+  constructor(auth, onEvent, onReady) {
+    this.auth = auth;
+    this.onEvent = onEvent;
+    this.onReady = onReady;
+    this.ws = null;
+    this.ready = false;
+    this.queue = [];
+    this.backoff = 250;
+  }
+
+  connect() {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${window.location.host}/ws`);
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ event: "authenticate", data: { token: this.auth.token } }));
+    });
+    ws.addEventListener("message", (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (frame.event === "authenticated" && !this.ready) {
+        this.ready = true;
+        this.backoff = 250;
+        const queued = this.queue.splice(0);
+        this.onReady();
+        for (const text of queued) ws.send(text);
+        return;
+      }
+      if (frame.event === "authenticated") return;
+      this.onEvent(frame.event, frame.data || {});
+    });
+    ws.addEventListener("close", async (event) => {
+      if (this.ws !== ws) return;
+      this.ready = false;
+      if (event.code === 4401) {
+        try {
+          await this.auth.refresh();
+        } catch {
+          /* retried below */
+        }
+      }
+      setTimeout(() => this.connect(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 5000);
+    });
+  }
+
+  send(event, data) {
+    const text = JSON.stringify({ event, data });
+    if (this.ready && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    else this.queue.push(text);
+  }
+
+  reauthenticate(token) {
+    if (this.ready && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ event: "authenticate", data: { token } }));
+    }
+  }
+}
+
+// --- REST ---------------------------------------------------------------------------------------
+async function api(path, { retry = true } = {}) {
+  const response = await fetch(path, {
+    headers: { Authorization: `Bearer ${auth.token}`, Accept: "application/json" },
+    credentials: "omit",
+  });
+  if (response.status === 401 && retry) {
+    await auth.refresh();
+    return api(path, { retry: false });
+  }
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try {
+      const body = await response.json();
+      message = body.message || body.detail || message;
+    } catch {
+      /* not JSON */
+    }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+// --- Formatting ---------------------------------------------------------------------------------
+function ms(value) {
+  if (value == null) return "–";
+  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
+}
+function cost(value) {
+  if (value == null) return "–";
+  if (value === 0) return "$0";
+  return value < 0.01 ? `$${value.toPrecision(2)}` : `$${value.toFixed(4)}`;
+}
+function price(pricing) {
+  if (!pricing) return "price unknown";
+  if (!pricing.input && !pricing.output) return "free";
+  return `$${pricing.input} in / $${pricing.output} out per M tokens`;
+}
+function setStatus(text, kind = "") {
+  const el = $("auth-status");
+  el.textContent = text;
+  el.className = `auth-status ${kind}`;
+}
+function showError(text) {
+  $("compose-error").textContent = text || "";
+}
+
+// --- Columns ------------------------------------------------------------------------------------
+const columns = []; // in display order
+const byKey = new Map(); // `${sessionId} ${slotKey}` -> Column
+const pendingStarts = new Map(); // requestId -> {columns: Column[], rerun: boolean}
+const view = { sessionId: null, detail: null, status: null };
+let renderQueued = new Set();
+
+class Column {
+  constructor(spec) {
+    this.spec = spec; // {provider, model, temperature?, maxTokens?}
+    this.sessionId = null;
+    this.key = null;
+    this.status = "pending";
+    this.content = "";
+    this.nextIndex = 0;
+    this.metrics = null;
+    this.error = null;
+    this.sentAt = performance.now();
+    this.firstAt = null;
+    this.chunks = 0;
+    this.isRerun = false;
+    const node = $("column-template").content.firstElementChild.cloneNode(true);
+    this.el = node;
+    this.answer = node.querySelector(".answer");
+    this.errorEl = node.querySelector(".column-error");
+    this.title = node.querySelector(".column-title");
+    this.buttons = {};
+    for (const button of node.querySelectorAll("[data-action]")) {
+      this.buttons[button.dataset.action] = button;
+      button.addEventListener("click", () => this[button.dataset.action]());
+    }
+    this.render();
+  }
+
+  bind(sessionId, key, modelName) {
+    if (this.sessionId) byKey.delete(`${this.sessionId} ${this.key}`);
+    this.sessionId = sessionId;
+    this.key = key;
+    if (modelName) this.spec = { ...this.spec, model: modelName };
+    byKey.set(`${sessionId} ${key}`, this);
+    this.el.dataset.session = sessionId;
+    this.el.dataset.key = key;
+    this.queueRender();
+  }
+
+  reset() {
+    this.status = "pending";
+    this.content = "";
+    this.nextIndex = 0;
+    this.metrics = null;
+    this.error = null;
+    this.sentAt = performance.now();
+    this.firstAt = null;
+    this.chunks = 0;
+    this.render();
+  }
+
+  chunk(data) {
+    if (data.index < this.nextIndex) return; // already in the snapshot
+    if (data.index > this.nextIndex) {
+      socket.send("watchSession", { sessionId: this.sessionId }); // a gap: resync
+      return;
+    }
+    this.content += data.chunk;
+    this.nextIndex = data.index + 1;
+    this.chunks += 1;
+    if (this.firstAt === null) this.firstAt = performance.now();
+    if (this.status === "pending") this.status = "streaming";
+    this.queueRender();
+  }
+
+  snapshot(model) {
+    this.content = model.content || "";
+    this.nextIndex = model.nextIndex ?? 0;
+    this.status = model.status;
+    this.metrics = model.metrics || null;
+    this.error = model.error || null;
+    this.firstAt = null;
+    this.chunks = 0;
+    this.queueRender();
+  }
+
+  queueRender() {
+    renderQueued.add(this);
+    if (renderQueued.size === 1) requestAnimationFrame(flushRenders);
+  }
+
+  render() {
+    const running = RUNNING.has(this.status);
+    const { provider, model } = this.spec;
+    this.title.textContent = `${provider} · ${model || "default model"}${this.isRerun ? " (re-run)" : ""}`;
+    this.el.dataset.status = this.status;
+    this.el.setAttribute("aria-label", `${provider} ${model || ""}: ${this.status}`);
+    this.answer.setAttribute("aria-busy", running ? "true" : "false");
+    this.answer.innerHTML = renderMarkdown(this.content);
+    this.errorEl.hidden = !this.error;
+    this.errorEl.textContent = this.error || "";
+    this.buttons.stop.disabled = !running || !this.sessionId;
+    this.buttons.rerun.disabled = running;
+    this.buttons.copy.disabled = !this.content;
+    const m = this.metrics;
+    const metric = (name, text) => {
+      this.el.querySelector(`[data-metric="${name}"]`).textContent = text;
+    };
+    metric("status", this.status);
+    if (m) {
+      metric("ttft", ms(m.timeToFirstTokenInMilliseconds));
+      metric("tps", m.tokensPerSecond == null ? "–" : m.tokensPerSecond.toFixed(1));
+      metric("tokens", `${m.inputTokens ?? "?"} / ${m.outputTokens ?? "?"}`);
+      metric("cost", cost(m.estimatedCost));
+    } else if (this.firstAt !== null) {
+      // Live estimates until the provider's own figures arrive with modelComplete.
+      const seconds = (performance.now() - this.firstAt) / 1000;
+      metric("ttft", `~${ms(this.firstAt - this.sentAt)}`);
+      metric("tps", seconds > 0.2 ? `~${(this.chunks / seconds).toFixed(1)}` : "–");
+      metric("tokens", `– / ~${this.chunks}`);
+      metric("cost", "–");
+    } else {
+      for (const name of ["ttft", "tps", "tokens", "cost"]) metric(name, "–");
+    }
+  }
+
+  stop() {
+    if (this.sessionId && this.key) {
+      socket.send("cancelModel", { sessionId: this.sessionId, model: this.key });
+    }
+  }
+
+  async copy() {
+    await navigator.clipboard.writeText(this.content);
+    this.buttons.copy.textContent = "Copied";
+    setTimeout(() => {
+      this.buttons.copy.textContent = "Copy";
+    }, 1500);
+  }
+
+  rerun() {
+    if (this.sessionId) byKey.delete(`${this.sessionId} ${this.key}`);
+    this.sessionId = null;
+    this.key = null;
+    this.isRerun = true;
+    this.reset();
+    const prompt = view.detail?.prompt ?? $("prompt").value;
+    const system = view.detail?.system ?? ($("system").value || null);
+    start({ prompt, system, models: [this.spec], targets: [this], rerun: true });
+  }
+}
+
+function flushRenders() {
+  const todo = renderQueued;
+  renderQueued = new Set();
+  for (const column of todo) column.render();
+  updateSessionBar();
+}
+
+function layoutColumns() {
+  const box = $("columns");
+  box.replaceChildren(...columns.map((c) => c.el));
+  box.dataset.count = String(columns.length);
+  $("session").hidden = columns.length === 0;
+}
+
+function clearColumns() {
+  columns.splice(0);
+  byKey.clear();
+  layoutColumns();
+}
+
+function updateSessionBar() {
+  const running = columns.some((c) => RUNNING.has(c.status) && c.sessionId);
+  $("stop-all").disabled = !running;
+  const status = view.status || (running ? "streaming" : "");
+  $("session-status").textContent = status;
+  $("session-status").hidden = !status;
+  const exportable = Boolean(view.sessionId);
+  $("export-md").disabled = !exportable;
+  $("export-json").disabled = !exportable;
+}
+
+// --- Starting, watching, opening ----------------------------------------------------------------
+let requestCounter = 0;
+
+function start({ prompt, system, models, targets, rerun }) {
+  requestCounter += 1;
+  const requestId = `page-${Date.now().toString(36)}-${requestCounter}`;
+  pendingStarts.set(requestId, { columns: targets, rerun });
+  const data = { prompt, models, requestId };
+  if (system) data.system = system;
+  socket.send("startComparison", data);
+}
+
+function onSessionCreated(data) {
+  const pending = pendingStarts.get(data.requestId);
+  if (!pending) {
+    historyList.refresh();
+    return;
+  }
+  pendingStarts.delete(data.requestId);
+  data.models.forEach((model, i) => {
+    const column = pending.columns[i];
+    if (column) column.bind(data.sessionId, model.key, model.modelName);
+  });
+  if (!pending.rerun) {
+    view.sessionId = data.sessionId;
+    view.status = "streaming";
+    const url = `${window.location.pathname}?session=${encodeURIComponent(data.sessionId)}`;
+    window.history.pushState({ session: data.sessionId }, "", url);
+    loadDetail(data.sessionId);
+  }
+  historyList.refresh();
+  updateSessionBar();
+}
+
+function onSnapshot(data) {
+  if (data.sessionId === view.sessionId && !columns.some((c) => c.sessionId === data.sessionId)) {
+    for (const model of data.models) {
+      const column = new Column({ provider: model.provider, model: model.modelName });
+      column.bind(data.sessionId, model.key, model.modelName);
+      columns.push(column);
+    }
+    layoutColumns();
+  }
+  for (const model of data.models) {
+    byKey.get(`${data.sessionId} ${model.key}`)?.snapshot(model);
+  }
+  if (data.sessionId === view.sessionId) view.status = data.status;
+  updateSessionBar();
+}
+
+function openSession(sessionId) {
+  clearColumns();
+  showError("");
+  view.sessionId = sessionId;
+  view.detail = null;
+  view.status = null;
+  $("session-prompt").textContent = "";
+  socket.send("watchSession", { sessionId });
+  loadDetail(sessionId);
+  historyList.markCurrent();
+}
+
+async function loadDetail(sessionId) {
+  try {
+    const detail = await (await api(`/sessions/${encodeURIComponent(sessionId)}`)).json();
+    if (view.sessionId !== sessionId) return;
+    view.detail = detail;
+    $("session-prompt").textContent = detail.prompt;
+    const specs = new Map(detail.models.map((m) => [m.key, m]));
+    for (const column of columns) {
+      const spec = column.sessionId === sessionId && specs.get(column.key);
+      if (spec) {
+        column.spec = {
+          provider: spec.provider,
+          model: spec.modelName,
+          ...(spec.temperature != null && { temperature: spec.temperature }),
+          ...(spec.maxTokens != null && { maxTokens: spec.maxTokens }),
+        };
+      }
+    }
+  } catch (err) {
+    if (view.sessionId === sessionId) showError(`Could not load this comparison: ${err.message}`);
+  }
+}
+
+function rewatchRunning() {
+  const sessions = new Set(
+    columns.filter((c) => c.sessionId && RUNNING.has(c.status)).map((c) => c.sessionId),
+  );
+  if (view.sessionId && !columns.length) sessions.add(view.sessionId);
+  for (const sessionId of sessions) socket.send("watchSession", { sessionId });
+}
+
+function onEvent(event, data) {
+  const column = data.model ? byKey.get(`${data.sessionId} ${data.model}`) : null;
+  switch (event) {
+    case "sessionCreated":
+      onSessionCreated(data);
+      break;
+    case "sessionSnapshot":
+      onSnapshot(data);
+      break;
+    case "modelChunk":
+      column?.chunk(data);
+      break;
+    case "modelStatus":
+      if (column) {
+        column.status = data.status;
+        column.queueRender();
+      }
+      break;
+    case "modelComplete":
+      if (column) {
+        column.metrics = data.metrics;
+        column.queueRender();
+      }
+      break;
+    case "modelError":
+      if (column) {
+        column.error = data.error;
+        column.queueRender();
+      }
+      break;
+    case "comparisonComplete":
+      if (data.sessionId === view.sessionId) view.status = data.status;
+      updateSessionBar();
+      historyList.refresh();
+      break;
+    case "error": {
+      const pending = data.requestId && pendingStarts.get(data.requestId);
+      if (pending) {
+        pendingStarts.delete(data.requestId);
+        for (const c of pending.columns) {
+          c.status = "error";
+          c.error = data.message;
+          c.queueRender();
+        }
+        if (!pending.rerun) showError(data.message);
+      } else {
+        showError(data.message);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// --- Compose ------------------------------------------------------------------------------------
+let catalogue = [];
+
+function modelSelect(value) {
+  const select = document.createElement("select");
+  select.setAttribute("aria-label", "Model");
+  for (const provider of catalogue) {
+    const group = document.createElement("optgroup");
+    group.label = `${provider.label}${provider.configured ? "" : " (not configured)"}`;
+    const models = provider.models.some((m) => m.name === provider.defaultModel)
+      ? provider.models
+      : [{ name: provider.defaultModel, label: provider.defaultModel, pricing: null }, ...provider.models];
+    for (const model of models) {
+      const option = document.createElement("option");
+      option.value = JSON.stringify([provider.provider, model.name]);
+      option.textContent = `${provider.label} · ${model.label} — ${price(model.pricing)}`;
+      group.appendChild(option);
+    }
+    select.appendChild(group);
+  }
+  if (value) select.value = JSON.stringify(value);
+  return select;
+}
+
+function numberInput(label, attrs) {
+  const wrap = document.createElement("label");
+  wrap.textContent = `${label} `;
+  const input = document.createElement("input");
+  input.type = "number";
+  input.placeholder = "default";
+  for (const [k, v] of Object.entries(attrs)) input.setAttribute(k, v);
+  wrap.appendChild(input);
+  return [wrap, input];
+}
+
+function addModelRow(value) {
+  const rows = $("model-rows");
+  if (rows.children.length >= MAX_MODELS) return;
+  const row = document.createElement("li");
+  row.className = "model-row";
+  const select = modelSelect(value);
+  const settings = document.createElement("span");
+  settings.className = "settings per-model";
+  const [tLabel, temperature] = numberInput("Temperature", { min: 0, max: 2, step: 0.1 });
+  const [mLabel, maxTokens] = numberInput("Max tokens", { min: 1, max: 200000, step: 1 });
+  temperature.dataset.field = "temperature";
+  maxTokens.dataset.field = "maxTokens";
+  settings.append(tLabel, mLabel);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "Remove";
+  remove.className = "quiet";
+  remove.addEventListener("click", () => {
+    row.remove();
+    syncModelTools();
+  });
+  row.append(select, settings, remove);
+  rows.appendChild(row);
+  syncModelTools();
+  return row;
+}
+
+function syncModelTools() {
+  const rows = [...$("model-rows").children];
+  $("add-model").disabled = rows.length >= MAX_MODELS;
+  const same = $("same-settings").checked;
+  $("shared-settings").hidden = !same;
+  for (const row of rows) {
+    row.querySelector(".per-model").hidden = same;
+    row.querySelector("button").disabled = rows.length <= 1;
+  }
+}
+
+function readNumber(input, { min, max, integer, name }) {
+  const text = input.value.trim();
+  if (!text) return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name} must be ${integer ? "a whole number" : "a number"} from ${min} to ${max}.`);
+  }
+  return value;
+}
+
+function readModels() {
+  const same = $("same-settings").checked;
+  return [...$("model-rows").children].map((row) => {
+    const [provider, model] = JSON.parse(row.querySelector("select").value);
+    const t = same ? $("shared-temperature") : row.querySelector('[data-field="temperature"]');
+    const m = same ? $("shared-max-tokens") : row.querySelector('[data-field="maxTokens"]');
+    const spec = { provider, model };
+    const temperature = readNumber(t, { min: 0, max: 2, name: "Temperature" });
+    const maxTokens = readNumber(m, { min: 1, max: 200000, integer: true, name: "Max tokens" });
+    if (temperature !== undefined) spec.temperature = temperature;
+    if (maxTokens !== undefined) spec.maxTokens = maxTokens;
+    return spec;
+  });
+}
+
+function submit(event) {
+  event.preventDefault();
+  showError("");
+  const prompt = $("prompt").value;
+  if (!prompt.trim()) {
+    showError("Write a prompt first.");
+    $("prompt").focus();
+    return;
+  }
+  let models;
+  try {
+    models = readModels();
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  if (!models.length) {
+    showError("Pick at least one model.");
+    return;
+  }
+  const system = $("system").value.trim() || null;
+  clearColumns();
+  const targets = models.map((spec) => new Column(spec));
+  columns.push(...targets);
+  layoutColumns();
+  view.sessionId = null;
+  view.status = "streaming";
+  view.detail = { prompt, system, models: [] };
+  $("session-prompt").textContent = prompt;
+  start({ prompt, system, models, targets, rerun: false });
+}
+
+async function loadCatalogue() {
+  const body = await (await api("/models")).json();
+  catalogue = body.providers;
+  const configured = catalogue.filter((p) => p.configured && p.provider !== "demo");
+  const demo = catalogue.find((p) => p.provider === "demo");
+  let defaults = configured.slice(0, 2).map((p) => [p.provider, p.defaultModel]);
+  if (!defaults.length && demo) defaults = demo.models.slice(0, 2).map((m) => ["demo", m.name]);
+  $("model-rows").replaceChildren();
+  for (const value of defaults.length ? defaults : [null]) addModelRow(value);
+}
+
+// --- History ------------------------------------------------------------------------------------
+class History {
+  constructor() {
+    this.next = null;
+    this.items = [];
+  }
+
+  async refresh() {
+    try {
+      const response = await api("/sessions?limit=20");
+      this.items = await response.json();
+      this.next = nextLink(response);
+      this.render();
+    } catch (err) {
+      showError(`Could not load the history: ${err.message}`);
+    }
+  }
+
+  async more() {
+    if (!this.next) return;
+    const response = await api(this.next);
+    const seen = new Set(this.items.map((i) => i.id));
+    this.items.push(...(await response.json()).filter((i) => !seen.has(i.id)));
+    this.next = nextLink(response);
+    this.render();
+  }
+
+  render() {
+    const list = $("history-list");
+    list.replaceChildren(
+      ...this.items.map((item) => {
+        const li = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.dataset.session = item.id;
+        const prompt = document.createElement("span");
+        prompt.className = "h-prompt";
+        prompt.textContent = item.prompt;
+        const meta = document.createElement("span");
+        meta.className = "h-meta";
+        const when = new Date(item.createdAt).toLocaleString();
+        meta.textContent = `${when} · ${item.models.length} model${item.models.length === 1 ? "" : "s"} · ${item.status}`;
+        button.append(prompt, meta);
+        button.addEventListener("click", () => {
+          window.history.pushState({ session: item.id }, "", `?session=${encodeURIComponent(item.id)}`);
+          openSession(item.id);
+        });
+        li.appendChild(button);
+        return li;
+      }),
+    );
+    $("history-more").hidden = !this.next;
+    this.markCurrent();
+  }
+
+  markCurrent() {
+    for (const button of $("history-list").querySelectorAll("button")) {
+      button.setAttribute("aria-current", button.dataset.session === view.sessionId ? "true" : "false");
+    }
+  }
+}
+
+function nextLink(response) {
+  const link = response.headers.get("Link") || "";
+  const match = link.match(/<([^>]+)>;\s*rel="next"/);
+  if (!match) return null;
+  const url = new URL(match[1], window.location.href);
+  return url.pathname + url.search;
+}
+
+// --- Export -------------------------------------------------------------------------------------
+function download(name, type, text) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function asMarkdown(detail) {
+  const lines = [`# Comparison ${detail.id}`, "", `- Created: ${detail.createdAt}`, `- Status: ${detail.status}`, ""];
+  if (detail.system) lines.push("## System prompt", "", detail.system, "");
+  lines.push("## Prompt", "", detail.prompt, "");
+  for (const model of detail.models) {
+    const r = detail.responses[model.key] || {};
+    const m = r.metrics || {};
+    lines.push(`## ${model.provider} · ${model.modelName} (${r.status || "pending"})`, "");
+    lines.push(
+      `First token ${ms(m.timeToFirstTokenInMilliseconds)} · duration ${ms(m.durationInMilliseconds)} · ` +
+        `${m.tokensPerSecond == null ? "–" : m.tokensPerSecond.toFixed(1)} tokens/s · ` +
+        `tokens ${m.inputTokens ?? "?"} in / ${m.outputTokens ?? "?"} out · cost ${cost(m.estimatedCost)}`,
+      "",
+    );
+    if (r.error) lines.push(`> Error: ${r.error}`, "");
+    lines.push(r.content || "", "");
+  }
+  return lines.join("\n");
+}
+
+async function exportAs(kind) {
+  if (!view.sessionId) return;
+  try {
+    const detail = await (await api(`/sessions/${encodeURIComponent(view.sessionId)}`)).json();
+    if (kind === "json") {
+      download(`comparison-${detail.id}.json`, "application/json", JSON.stringify(detail, null, 2));
+    } else {
+      download(`comparison-${detail.id}.md`, "text/markdown", asMarkdown(detail));
+    }
+  } catch (err) {
+    showError(`Export failed: ${err.message}`);
+  }
+}
+
+// --- Wiring -------------------------------------------------------------------------------------
+const auth = new Auth((token) => socket.reauthenticate(token));
+const socket = new Socket(auth, onEvent, rewatchRunning);
+const historyList = new History();
+
+function sessionFromUrl() {
+  return new URLSearchParams(window.location.search).get("session");
+}
+
+function newComparison() {
+  window.history.pushState({}, "", window.location.pathname);
+  view.sessionId = null;
+  view.detail = null;
+  view.status = null;
+  clearColumns();
+  historyList.markCurrent();
+  $("prompt").focus();
+}
+
+async function main() {
+  $("compose").addEventListener("submit", submit);
+  for (const id of ["prompt", "system"]) {
+    $(id).addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        $("compose").requestSubmit();
+      }
+    });
+  }
+  $("add-model").addEventListener("click", () => {
+    const last = $("model-rows").lastElementChild?.querySelector("select");
+    addModelRow(last ? JSON.parse(last.value) : null)?.querySelector("select").focus();
+  });
+  $("same-settings").addEventListener("change", syncModelTools);
+  $("stop-all").addEventListener("click", () => {
+    const sessions = new Set(columns.filter((c) => c.sessionId && RUNNING.has(c.status)).map((c) => c.sessionId));
+    for (const sessionId of sessions) socket.send("cancelComparison", { sessionId });
+  });
+  $("export-md").addEventListener("click", () => exportAs("md"));
+  $("export-json").addEventListener("click", () => exportAs("json"));
+  $("history-more").addEventListener("click", () => historyList.more());
+  $("new-comparison").addEventListener("click", newComparison);
+  window.addEventListener("popstate", () => {
+    const id = sessionFromUrl();
+    if (id) openSession(id);
+    else newComparison();
+  });
+  $("send").disabled = true;
+  try {
+    await auth.start();
+  } catch (err) {
+    setStatus(err.message, "error");
+    return;
+  }
+  setStatus(
+    auth.mode === "dev"
+      ? `Signed in as ${auth.userId} with the development key (DJANGO_DEBUG=1, no Clerk key)`
+      : `Signed in as ${auth.userId}`,
+    auth.mode === "dev" ? "dev" : "",
+  );
+  socket.connect();
+  const id = sessionFromUrl();
+  if (id) openSession(id);
+  await Promise.all([loadCatalogue().catch((err) => showError(`Could not list the models: ${err.message}`)), historyList.refresh()]);
+  $("send").disabled = false;
+  document.body.dataset.ready = "true";
+}
+
+main();
