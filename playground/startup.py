@@ -32,14 +32,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def process_start() -> None:
     """Start-up of a serving process; call once, on the thread that runs the event loop."""
     from comparisons.maintenance import start_sweeper
-    from providers.registry import providers
 
     # Crash recovery: comparisons of a dead process become `interrupted` (in a thread: the sweep
     # is a blocking database call, and a database that is down must not stop the server).
     start_sweeper()
-
-    for error in providers.preload():  # SDK imports now, not on the first comparison's loop
-        logger.error("Provider not loaded: %s", error)
 
     # anyio (under httpx) asks sniffio which async library runs for every read with a timeout, and
     # sniffio answers by inspecting the current task: ~6 % of the server's CPU at 400 streams. The
@@ -47,7 +43,18 @@ def process_start() -> None:
     # (a context variable set here would reach only the current task's context).
     sniffio.thread_local.name = "asyncio"
 
-    # Everything loaded so far (Django, both SDKs: ~280,000 objects) lives as long as the process.
+    # The SDK imports take ~2 s: in a thread, so the server answers while they load (a comparison
+    # started meanwhile waits for the import it needs on Python's import lock).
+    threading.Thread(target=_preload_and_freeze, name="provider-preload", daemon=True).start()
+
+
+def _preload_and_freeze() -> None:
+    from providers.registry import providers
+
+    for error in providers.preload():  # SDK imports now, not on the first comparison's loop
+        logger.error("Provider not loaded: %s", error)
+
+    # Everything loaded so far (Django, the SDKs: ~280,000 objects) lives as long as the process.
     # Left to the cyclic collector, each full collection scanned all of it with the event loop
     # stopped: 75-100 ms, a stall every stream saw (docs/benchmarks.md). Frozen, it is never scanned.
     gc.collect()

@@ -131,6 +131,9 @@ async def lifespan():
     async def send(message):
         sent.append(message["type"])
     await application({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send)
+    for thread in threading.enumerate():
+        if thread.name == "provider-preload":
+            thread.join(60)
     return sent, state(), len(gc.get_objects())
 
 sent, started, unfrozen = asyncio.run(lifespan())
