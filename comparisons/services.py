@@ -6,13 +6,14 @@ boundary once per call with ``sync_to_async``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Field, Model, Q
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
@@ -24,6 +25,8 @@ from comparisons.models import (
     ModelResponse,
     ResponseStatus,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,19 +294,12 @@ def _progress_statement_values(count: int) -> str:
     )
 
 
-@transaction.atomic
-def comparison_progress_save(
+def _progress_write(
     *,
     progress: Sequence[tuple[str, ResponseProgress]],
-    alive: Sequence[str] = (),
-    status: str | None = None,
+    alive: Sequence[str],
+    status: str | None,
 ) -> None:
-    """Persist model slots' progress (``(comparison id, progress)`` pairs) and the heartbeat of
-    the ``alive`` comparisons (and set their final ``status``), in one transaction.
-
-    On PostgreSQL one ``UPDATE … FROM (VALUES …)`` for all the slots (elsewhere one per slot,
-    sent together) and one for the heartbeats, however many comparisons are in the batch.
-    """
     if progress:
         fields = _progress_fields()
         rows = [
@@ -324,13 +320,92 @@ def comparison_progress_save(
         Comparison.objects.filter(pk__in=list(alive)).update(**updates)
 
 
+#: The database itself is unusable: trying each comparison on its own would fail alike.
+_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def comparison_progress_save(
+    *,
+    progress: Sequence[tuple[str, ResponseProgress]],
+    alive: Sequence[str] = (),
+    status: str | None = None,
+) -> list[str]:
+    """Persist model slots' progress (``(comparison id, progress)`` pairs) and the heartbeat of
+    the ``alive`` comparisons (and set their final ``status``); returns the ids of the
+    comparisons whose progress could not be saved.
+
+    On PostgreSQL one ``UPDATE … FROM (VALUES …)`` for all the slots (elsewhere one per slot,
+    sent together) and one for the heartbeats, in one transaction, however many comparisons are
+    in the batch. When that fails (a value no column can hold), each comparison is saved in a
+    transaction of its own, so one bad row never blocks the others; a comparison that fails
+    keeps its heartbeat (its run is alive) but not its new progress or status. Connection
+    failures raise.
+    """
+    try:
+        with transaction.atomic():
+            _progress_write(progress=progress, alive=alive, status=status)
+        return []
+    except _CONNECTION_ERRORS:
+        raise
+    except Exception:  # isolated below, comparison by comparison, and logged there
+        pass
+    return _progress_save_each(progress=progress, alive=alive, status=status)
+
+
+def _progress_save_each(
+    *,
+    progress: Sequence[tuple[str, ResponseProgress]],
+    alive: Sequence[str],
+    status: str | None,
+) -> list[str]:
+    by_comparison: dict[str, list[tuple[str, ResponseProgress]]] = {}
+    for pair in progress:
+        by_comparison.setdefault(pair[0], []).append(pair)
+    living = set(alive)
+    failed: list[str] = []
+    for comparison_id, pairs in by_comparison.items():
+        try:
+            with transaction.atomic():
+                _progress_write(
+                    progress=pairs,
+                    alive=[comparison_id] if comparison_id in living else [],
+                    status=status,
+                )
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            # Model output is in the values (and may be in the error's text): never logged.
+            logger.error(
+                "Could not save the progress of comparison %s (%s)",
+                comparison_id,
+                type(exc).__name__,
+            )
+            failed.append(comparison_id)
+    others = [comparison_id for comparison_id in alive if comparison_id not in by_comparison]
+    with transaction.atomic():
+        if others:
+            _progress_write(progress=(), alive=others, status=status)
+        stalled = [comparison_id for comparison_id in failed if comparison_id in living]
+        if stalled:
+            comparison_heartbeat(comparison_ids=stalled)
+    return failed
+
+
+class ProgressNotSaved(Exception):
+    """A comparison's progress holds a value the database cannot store (see the log)."""
+
+
 def comparison_save_progress(
     *, comparison_id: str, progress: Sequence[ResponseProgress], status: str | None = None
 ) -> None:
-    """Persist one comparison's slots' progress and heartbeat (and a final status), atomically."""
-    comparison_progress_save(
+    """Persist one comparison's slots' progress and heartbeat (and a final status), atomically.
+
+    Raises :class:`ProgressNotSaved` when its progress cannot be stored (its heartbeat still
+    moves)."""
+    if comparison_progress_save(
         progress=[(comparison_id, item) for item in progress], alive=[comparison_id], status=status
-    )
+    ):
+        raise ProgressNotSaved(f"The progress of comparison {comparison_id} was not saved")
 
 
 def comparison_overall_status(statuses: Sequence[str], *, cancelled: bool = False) -> str:

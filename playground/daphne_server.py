@@ -6,7 +6,10 @@ Two limits are enforced by daphne's protocol libraries before any application se
   connection without a close frame, so clients saw 1006 and could not tell why. With it off,
   autobahn sends ``1009 message too big`` first. The limit is set to ``WS_MAX_FRAME_BYTES``
   (applications cannot send 1009 under daphne: autobahn only lets them close with 1000 or
-  3000-4999, so the consumer's own guard ended in 1011).
+  3000-4999, so the consumer's own guard ended in 1011). autobahn also refuses to *send* a
+  message over ``maxMessagePayloadSize`` (the send raised, and a watcher of a large comparison
+  got 1011 or nothing), so the limit applies to what clients send only
+  (:class:`InboundLimitedWebSocketProtocol`).
 - Request heads (twisted): a line over 16 KiB (a long bearer token) dropped the connection with
   no status, and a head over 16 KiB in total got a bare ``400`` with no body. Both now get a JSON
   error (``{"statusCode", "message"}``): 431, or 414 for a request line (the URL) too long.
@@ -21,6 +24,7 @@ import functools
 import json
 from typing import Any
 
+from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
@@ -40,19 +44,41 @@ def daphne_server_of(send: Any) -> Any | None:
     return server if isinstance(server, Server) else None
 
 
+class InboundLimitedWebSocketProtocol(WebSocketProtocol):
+    """daphne's WebSocket protocol with ``maxMessagePayloadSize`` limiting received messages
+    only: a message the server sends goes out whatever its size."""
+
+    def sendMessage(
+        self,
+        payload: bytes,
+        isBinary: bool = False,
+        fragmentSize: int | None = None,
+        sync: bool = False,
+        doNotCompress: bool = False,
+    ) -> None:
+        # autobahn checks this attribute when it sends, and when it receives a frame; the
+        # reactor thread runs one at a time, so lifting it for this call lifts it for the send.
+        limit: int = self.maxMessagePayloadSize  # type: ignore[has-type]
+        self.maxMessagePayloadSize = 0
+        try:
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        finally:
+            self.maxMessagePayloadSize = limit
+
+
 def daphne_configure(server: Any) -> None:
     """Give a running daphne ``Server`` the limits above (once; later calls do nothing)."""
     if getattr(server, _CONFIGURED, False):
         return
     setattr(server, _CONFIGURED, True)
-    from daphne.ws_protocol import WebSocketProtocol
-
     limit = settings.WS_MAX_FRAME_BYTES
     options = {"failByDrop": False, "maxMessagePayloadSize": limit, "maxFramePayloadSize": limit}
     server.ws_factory.setProtocolOptions(**options)
+    server.ws_factory.protocol = InboundLimitedWebSocketProtocol
     # Sockets that connected before: a protocol copies the factory's options when it connects.
     for protocol in list(server.connections):
-        if isinstance(protocol, WebSocketProtocol):
+        if type(protocol) is WebSocketProtocol:
+            protocol.__class__ = InboundLimitedWebSocketProtocol  # adds behaviour, no state
             for name, value in options.items():
                 setattr(protocol, name, value)
     server.http_factory.protocol = _json_error_channel

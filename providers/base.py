@@ -23,6 +23,7 @@ from django.conf import settings
 from .prices import model_entry, price_book
 from .types import (
     Catalogue,
+    InvalidOutput,
     ModelInfo,
     ProviderError,
     ProviderNotConfigured,
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 #: A model name as vendors spell them (``gpt-4.1``, ``qwen2.5:7b``, ``meta-llama/llama-3.3-70b``,
 #: ``models/gemini-2.5-flash``); anything else is refused before it reaches a URL or a request.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+
+#: What no database text column can store: lone UTF-16 surrogates (a JSON ``"\ud800"`` decodes to
+#: one, and no UTF-8 encoder accepts it).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: How long a failed models-list call keeps the configured defaults before trying again (s).
 CATALOGUE_RETRY_SECONDS = 60.0
@@ -250,6 +255,22 @@ class BaseProvider(abc.ABC):
                     except StopAsyncIteration:
                         break
                     if type(event) is TextDelta:
+                        text = event.text
+                        if type(text) is not str:
+                            raise InvalidOutput(
+                                f"{self.display_name} sent a part of its answer that is not text"
+                            )
+                        # Model output is untrusted: NUL (PostgreSQL text refuses it) and lone
+                        # surrogates (UTF-8 refuses them) become U+FFFD, so what is shown is
+                        # what can be saved. ASCII text costs a memchr and a flag check.
+                        if "\x00" in text:
+                            text = text.replace("\x00", "\ufffd")
+                            event = TextDelta(text)
+                        if not text.isascii():
+                            try:
+                                text.encode()
+                            except UnicodeEncodeError:
+                                event = TextDelta(_SURROGATE.sub("\ufffd", text))
                         waiting_first = False
                         append(event.text)
                         deadline.reschedule(None)

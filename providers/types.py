@@ -168,3 +168,9 @@ class UpstreamUnavailable(ProviderError):
 
 class StreamBroken(ProviderError):
     code = "stream-broken"
+
+
+class InvalidOutput(ProviderError):
+    """The upstream sent a part of the answer that is not text (a number, a list, …)."""
+
+    code = "invalid-output"

@@ -212,3 +212,73 @@ def test_progress_save_writes_every_slot_of_every_comparison_in_one_call() -> No
     assert rows[(first.pk, "claude-sonnet-4-5-20250929")].status == "pending"
     after = Comparison.objects.get(pk=second.pk).heartbeat_at
     assert after is not None and (before is None or after > before)
+
+
+UNSAVEABLE = [
+    pytest.param("secret answer\x00", None, marks=pytest.mark.postgres, id="nul"),
+    pytest.param("secret answer\ud800", None, id="lone-surrogate"),
+    pytest.param("secret answer", 10**20, id="huge-token-count"),
+]
+
+
+@pytest.mark.django_db(transaction=True)  # each comparison in a real transaction of its own
+@pytest.mark.parametrize(("content", "input_tokens"), UNSAVEABLE)
+def test_one_unsaveable_comparison_does_not_block_the_others_in_the_batch(
+    content: str, input_tokens: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = services.comparison_create(user_id="user_a", prompt="Hi", slots=SLOTS[:2])
+    poisoned = services.comparison_create(user_id="user_b", prompt="Ho", slots=SLOTS[:2])
+    idle = services.comparison_create(user_id="user_c", prompt="Hm", slots=SLOTS[:1])
+    Comparison.objects.update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    stale = timezone.now() - timedelta(minutes=1)
+
+    def slot(key: str, content: str, input_tokens: int | None = None) -> services.ResponseProgress:
+        return services.ResponseProgress(
+            key=key, status="streaming", content=content, chunk_count=1, input_tokens=input_tokens
+        )
+
+    failed = services.comparison_progress_save(
+        progress=[
+            (good.pk, slot("demo-echo", "alice so far")),
+            (poisoned.pk, slot("demo-echo#2", "fine but same comparison")),
+            (poisoned.pk, slot("demo-echo", content, input_tokens)),
+            (good.pk, slot("demo-echo#2", "and more")),
+        ],
+        alive=[good.pk, poisoned.pk, idle.pk],
+    )
+
+    assert failed == [poisoned.pk]
+    contents = {(r.comparison_id, r.key): r.content for r in ModelResponse.objects.all()}
+    assert contents == {
+        (good.pk, "demo-echo"): "alice so far",
+        (good.pk, "demo-echo#2"): "and more",
+        # All or nothing per comparison: none of the failed comparison's batch was applied.
+        (poisoned.pk, "demo-echo"): "",
+        (poisoned.pk, "demo-echo#2"): "",
+        (idle.pk, "demo-echo"): "",
+    }
+    # Every run is alive, the failed one's too: no sweep may mark any of them interrupted.
+    beats = dict(Comparison.objects.values_list("id", "heartbeat_at"))
+    assert all(beat is not None and beat > stale for beat in beats.values()), beats
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"Could not save the progress of comparison {poisoned.pk} (")
+    logged = caplog.text
+    assert poisoned.pk in logged and "secret answer" not in logged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_final_save_that_cannot_be_stored_says_so_and_keeps_the_heartbeat() -> None:
+    comparison = services.comparison_create(user_id="user_a", prompt="Hi", slots=SLOTS[:1])
+    Comparison.objects.update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    done = services.ResponseProgress(
+        key="demo-echo", status="complete", content="\ud800", chunk_count=1
+    )
+    with pytest.raises(services.ProgressNotSaved, match=comparison.pk):
+        services.comparison_save_progress(
+            comparison_id=comparison.pk, progress=[done], status="complete"
+        )
+    saved = Comparison.objects.get(pk=comparison.pk)
+    assert saved.status == "streaming"  # not "complete" with an answer that was not saved
+    assert saved.heartbeat_at is not None
+    assert saved.heartbeat_at > timezone.now() - timedelta(minutes=1)

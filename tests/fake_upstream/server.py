@@ -102,9 +102,11 @@ class Scenario:
     ``error_after`` / ``stall_after`` / ``disconnect_after`` / ``malformed_after``: after that
     many deltas, send a mid-stream error event (``stream_error``: an Anthropic error type),
     go silent until the client hangs up, drop the connection, or send a malformed event.
+    A delta is sent as the vendor's text field whatever its JSON value (a number, a list, …):
+    a misbehaving upstream.
     """
 
-    deltas: Sequence[str] = ("Hello", ", ", "world", "!")
+    deltas: Sequence[Any] = ("Hello", ", ", "world", "!")
     delay: float = 0.0
     first_delay: float = 0.0
     status: int | None = None
@@ -557,7 +559,7 @@ class FakeUpstream:
                 meta["thoughtsTokenCount"] = scenario.reasoning_tokens
             return meta
 
-        def chunk(text: str, done: int, final: bool) -> bytes:
+        def chunk(text: Any, done: int, final: bool) -> bytes:
             candidate: dict[str, Any] = {
                 "content": {"parts": [{"text": text}], "role": "model"},
                 "index": 0,
@@ -725,7 +727,7 @@ class FakeUpstream:
         return web.json_response({"object": "list", "data": data})
 
 
-async def _deltas(scenario: Scenario) -> AsyncIterator[tuple[str, int, str]]:
+async def _deltas(scenario: Scenario) -> AsyncIterator[tuple[str, int, Any]]:
     """(kind, index, text) with the scenario's pacing; kind is delta or a failure."""
     triggers = (
         ("error", scenario.error_after),
@@ -733,12 +735,13 @@ async def _deltas(scenario: Scenario) -> AsyncIterator[tuple[str, int, str]]:
         ("stall", scenario.stall_after),
         ("disconnect", scenario.disconnect_after),
     )
+    count = len(scenario.deltas)
     for index, text in enumerate([*scenario.deltas, None]):
         for kind, after in triggers:
             if after is not None and after == index:
                 yield kind, index, ""
                 return
-        if text is None:
+        if index == count:
             return
         if index and scenario.delay:
             await asyncio.sleep(scenario.delay)

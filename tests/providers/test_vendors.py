@@ -14,6 +14,7 @@ from providers.registry import providers
 from providers.types import (
     AuthenticationFailed,
     BadRequest,
+    InvalidOutput,
     Overloaded,
     ProviderTimeout,
     RateLimited,
@@ -152,6 +153,31 @@ async def test_mid_stream_error_keeps_partial_text(
     assert out.error is not None and out.error.partial_text == "one two "
     assert out.deltas == ["one ", "two "]
     assert len(upstream_providers.requests_for("mid")) == 1  # no retry after text
+
+
+async def test_nul_and_lone_surrogates_become_the_replacement_character(
+    alias: str, upstream_providers: FakeUpstream
+) -> None:
+    marker = upstream_providers.script(
+        "nul", deltas=["a\x00b", "\x00", "\ud83d", "模\udfff型", "\ud83d\ude00 ok"]
+    )
+    out = await collect(providers[alias], _request(alias, marker))
+    assert out.error is None and out.end is not None
+    # A pair in one JSON string is one character; a lone half is not text.
+    assert out.deltas == ["a\ufffdb", "\ufffd", "\ufffd", "模\ufffd型", "\U0001f600 ok"]
+
+
+@pytest.mark.parametrize("value", [42, ["a", "list"], {"text": "an object"}, True])
+async def test_a_non_text_answer_part_is_an_invalid_output_error(
+    alias: str, value: object, upstream_providers: FakeUpstream
+) -> None:
+    marker = upstream_providers.script("odd", deltas=["fine ", value, "never"], stall_after=3)
+    out = await collect(providers[alias], _request(alias, marker))
+    assert isinstance(out.error, InvalidOutput), out.error
+    assert out.error.code == "invalid-output"
+    assert str(out.error) == f"{VENDORS[alias][1]} sent a part of its answer that is not text"
+    assert out.deltas == ["fine "] and out.error.partial_text == "fine "
+    await upstream_providers.wait_closed("odd")  # the upstream response is released at once
 
 
 async def test_mid_stream_overloaded(alias: str, upstream_providers: FakeUpstream) -> None:
