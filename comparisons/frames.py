@@ -20,15 +20,21 @@ from pydantic import (
 )
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold U+0000; refuse it here rather than fail in the database.
+def _storable(value: str) -> str:
+    # Neither PostgreSQL text nor UTF-8 can hold U+0000 or a lone surrogate (JSON "\ud800"
+    # decodes to one): refuse them here rather than fail in the database or the encoder.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters (U+0000)")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("must not contain lone surrogates (U+D800-U+DFFF)") from None
     return value
 
 
-#: Every inbound string: strict (no coercion) and NUL-free.
-Text = Annotated[StrictStr, AfterValidator(_no_nul)]
+#: Every inbound string: strict (no coercion), NUL-free and valid Unicode.
+Text = Annotated[StrictStr, AfterValidator(_storable)]
 RequestId = Annotated[Text, Field(min_length=1, max_length=128)]
 
 

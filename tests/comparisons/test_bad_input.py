@@ -50,3 +50,26 @@ async def test_nul_in_a_string_is_a_named_error_on_postgres(
     await client.send("startComparison", {"prompt": "hi", "providers": ["demo"]})
     assert (await client.receive())["event"] == "sessionCreated"
     await client.until_event("comparisonComplete")
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "field"),
+    [
+        ("startComparison", {"prompt": "hi \ud800", "providers": ["demo"]}, "prompt"),
+        ("startComparison", {"prompt": "hi", "system": "\udfff", "providers": ["demo"]}, "system"),
+        ("watchSession", {"sessionId": "abc\udc00"}, "sessionId"),
+    ],
+)
+async def test_a_lone_surrogate_is_a_named_error(
+    upstream_providers, connect, event: str, data: Any, field: str
+) -> None:
+    """JSON can carry "\\ud800", which no database or UTF-8 encoder can store."""
+    client = await connect()
+    await client.send(event, data)
+    error = await client.receive()
+    assert error["event"] == "error", error
+    assert f"{field}: must not contain lone surrogates" in error["data"]["message"]
+    assert await sync_to_async(Comparison.objects.count)() == 0
+    await client.send("startComparison", {"prompt": "hi ✓ 日本", "providers": ["demo"]})
+    assert (await client.receive())["event"] == "sessionCreated"
+    await client.until_event("comparisonComplete")
