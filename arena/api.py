@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import AfterValidator, Field, StrictBool, StrictStr
 
 from accounts.http import user_id
@@ -179,11 +179,11 @@ async def vote_put(request: HttpRequest, session_id: str, turn: int, body: VoteI
     response={204: None, **Refusals},
     summary="Undo my vote on a turn",
 )
-async def vote_delete(request: HttpRequest, session_id: str, turn: int) -> tuple[int, None]:
+async def vote_delete(request: HttpRequest, session_id: str, turn: int) -> Status:
     await sync_to_async(services.vote_retract)(
         user_id=user_id(request), comparison_id=session_id, turn=turn
     )
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(
@@ -218,13 +218,11 @@ async def flag_put(request: HttpRequest, session_id: str, turn: int, key: str) -
     response={204: None, **Refusals},
     summary="Withdraw a flag",
 )
-async def flag_delete(
-    request: HttpRequest, session_id: str, turn: int, key: str
-) -> tuple[int, None]:
+async def flag_delete(request: HttpRequest, session_id: str, turn: int, key: str) -> Status:
     await sync_to_async(services.flag_clear)(
         user_id=user_id(request), comparison_id=session_id, turn=turn, key=key
     )
-    return 204, None
+    return Status(204, None)
 
 
 @router.put(
@@ -244,15 +242,13 @@ async def tags_put(request: HttpRequest, session_id: str, body: TagsIn) -> dict[
     response={201: ShareOut, 404: NotFoundOut},
     summary="Create a read-only share link (replaces the previous one)",
 )
-async def share_post(
-    request: HttpRequest, response: HttpResponse, session_id: str
-) -> tuple[int, dict[str, Any]]:
+async def share_post(request: HttpRequest, response: HttpResponse, session_id: str) -> Status:
     share, token = await sync_to_async(services.share_create)(
         user_id=user_id(request), comparison_id=session_id
     )
     response["Cache-Control"] = "no-store"
     url = request.build_absolute_uri(f"/shared/{token}")
-    return 201, {"token": token, "url": url, "createdAt": share.created_at}
+    return Status(201, {"token": token, "url": url, "createdAt": share.created_at})
 
 
 @router.delete(
@@ -260,9 +256,9 @@ async def share_post(
     response={204: None, 404: NotFoundOut},
     summary="Revoke the comparison's share link",
 )
-async def share_delete(request: HttpRequest, session_id: str) -> tuple[int, None]:
+async def share_delete(request: HttpRequest, session_id: str) -> Status:
     await sync_to_async(services.share_revoke)(user_id=user_id(request), comparison_id=session_id)
-    return 204, None
+    return Status(204, None)
 
 
 def _export_document(user: str, comparison_id: str) -> dict[str, Any]:

@@ -71,21 +71,19 @@ def _fit(
     pair p = (i[p], j[p]) (wins of i, ties as halves); returns θ of shape ``(rounds, k)``."""
     rounds = wins.shape[0]
     theta = np.zeros((rounds, k))
-    eye = np.eye(k)
+    # Incidence of the pairs: +1 for i, -1 for j, so θ @ D.T is θi - θj for every pair.
+    incidence = np.zeros((len(i), k))
+    incidence[np.arange(len(i)), i] = 1.0
+    incidence[np.arange(len(j)), j] = -1.0
+    prior = PRIOR * np.eye(k)
     for _ in range(_ITERATIONS):
-        diff = theta[:, i] - theta[:, j]
+        diff = theta @ incidence.T
         p = 1.0 / (1.0 + np.exp(-diff))
         residual = wins - games * p  # d logL / d diff, per pair
-        grad = -PRIOR * theta
-        np.add.at(grad.T, i, residual.T)
-        np.subtract.at(grad.T, j, residual.T)
+        grad = residual @ incidence - PRIOR * theta
         weight = games * p * (1.0 - p)
-        # Fisher information (= -Hessian): Laplacian of the pair weights plus the prior.
-        info = np.broadcast_to(PRIOR * eye, (rounds, k, k)).copy()
-        np.add.at(info, (slice(None), i, i), weight)
-        np.add.at(info, (slice(None), j, j), weight)
-        np.subtract.at(info, (slice(None), i, j), weight)
-        np.subtract.at(info, (slice(None), j, i), weight)
+        # Fisher information (= -Hessian): D.T diag(weight) D plus the prior.
+        info = incidence.T @ (weight[:, :, None] * incidence) + prior
         step = np.linalg.solve(info, grad[..., None])[..., 0]
         # Damped: a full Newton step can overshoot when a model (nearly) never loses.
         size = np.max(np.abs(step), axis=1, keepdims=True)
