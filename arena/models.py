@@ -56,7 +56,10 @@ class Vote(models.Model):
 
 class Battle(models.Model):
     """One pairwise result a counted vote stands for (a vote over N models is N-1 or
-    N(N-1)/2 of them); the rating fit reads only this table. ``model_a < model_b``."""
+    N(N-1)/2 of them), in an append-only ledger: a changed, undone or voided vote adds a
+    ``delta = -1`` copy of each of its rows instead of deleting them. The rating fit sums
+    ``delta``; a stored board catches up by reading only the rows after its ``mark``.
+    ``model_a < model_b``."""
 
     class Result(models.TextChoices):
         A = "a"
@@ -64,13 +67,22 @@ class Battle(models.Model):
         TIE = "tie"
         BOTH_BAD = "bothBad"
 
-    vote = models.ForeignKey(Vote, on_delete=models.CASCADE, related_name="battles")
+    vote = models.ForeignKey(
+        Vote, null=True, blank=True, on_delete=models.SET_NULL, related_name="battles"
+    )
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+")
     user_id = models.CharField(max_length=255)
     cast_at = models.DateTimeField()
     model_a = models.CharField(max_length=320)
     model_b = models.CharField(max_length=320)
     result = models.CharField(max_length=8, choices=Result.choices)
+    delta = models.SmallIntegerField(default=1, help_text="+1 counted, -1 withdrawn.")
+    votes = models.SmallIntegerField(
+        default=0, help_text="±1 on the first battle of a vote (to count votes), else 0."
+    )
+    withdrawn = models.BooleanField(
+        default=False, help_text="A +1 row a later -1 row cancels (bookkeeping only)."
+    )
 
     class Meta:
         indexes = [
@@ -79,7 +91,7 @@ class Battle(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_a} vs {self.model_b}: {self.result}"
+        return f"{self.model_a} vs {self.model_b}: {self.result} ({self.delta:+d})"
 
 
 class SelfNamedFlag(models.Model):
@@ -148,12 +160,16 @@ class Counter(models.Model):
 
 
 class Leaderboard(models.Model):
-    """A computed board (materialised): served as is while ``version`` is its counter's."""
+    """A computed board (materialised): served as is while ``version`` is its counter's; when
+    stale, ``counts`` plus the ledger rows after ``mark`` give the new input of the fit."""
 
     scope = models.CharField(max_length=300, help_text="'*' (all users) or 'u:<user id>'.")
     tag = models.CharField(max_length=Tag.MAX_LENGTH, blank=True, default="")
     since = models.CharField(max_length=40, blank=True, default="")
     version = models.BigIntegerField()
+    tags_version = models.BigIntegerField(default=0)
+    mark = models.BigIntegerField(default=0, help_text="The last ledger row counted.")
+    counts = models.JSONField(default=list, help_text="[[a, b, result, battles, votes], …]")
     result = models.JSONField()
     computed_at = models.DateTimeField()
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch, Sum
 
 from arena.errors import NotFound
 from arena.models import Battle, Counter, Leaderboard, SelfNamedFlag, Share, Tag, Vote
@@ -90,37 +90,64 @@ def leaderboard_cached(
     *, user_id: str | None, tag: str = "", since: datetime | None = None
 ) -> dict[str, Any] | None:
     """The stored board if nothing that moves it changed since it was fitted; else None."""
-    from arena.services import scope_key
+    from arena.services import scope_key, tags_key
 
     scope = scope_key(user_id=user_id)
     row = (
         Leaderboard.objects.filter(scope=scope, tag=tag, since=_since_key(since))
-        .values_list("version", "result")
+        .values_list("version", "tags_version", "result")
         .first()
     )
     if row is None or row[0] != counter_version(key=scope):
         return None
-    result: dict[str, Any] = row[1]
+    if tag and row[1] != counter_version(key=tags_key(scope=scope)):
+        return None
+    result: dict[str, Any] = row[2]
     return result
 
 
-def battle_counts(
-    *, user_id: str | None, tag: str = "", since: datetime | None = None
-) -> tuple[list[PairCount], int]:
-    """Per-pair outcome counts of the counted battles (and how many votes they come from)."""
-    battles = Battle.objects.all()
+#: Ledger sums per ``(model_a, model_b, result)``: ``[battles, votes]``.
+Tally = dict[tuple[str, str, str], list[int]]
+
+
+def ledger_mark() -> int:
+    """The id of the last battle ledger row (0 when empty)."""
+    return Battle.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def battle_tally(
+    *,
+    user_id: str | None,
+    tag: str = "",
+    since: datetime | None = None,
+    after: int = 0,
+    upto: int,
+) -> Tally:
+    """Sums of the ledger rows ``after < id <= upto`` in a board's scope, tag and period."""
+    battles = Battle.objects.filter(id__gt=after, id__lte=upto)
     if user_id is not None:
         battles = battles.filter(user_id=user_id)
     if since is not None:
         battles = battles.filter(cast_at__gte=since)
     if tag:
         battles = battles.filter(comparison__tags__name=tag)
-    tally: dict[tuple[str, str], list[int]] = {}
-    rows = battles.values_list("model_a", "model_b", "result").annotate(n=Count("id")).order_by()
-    for model_a, model_b, result, n in rows:
-        counts = tally.setdefault((model_a, model_b), [0, 0, 0])
-        index = {Battle.Result.A: 0, Battle.Result.B: 1}.get(result, 2)
-        counts[index] += n
-    votes = battles.values("vote_id").distinct().count()
-    pairs = [PairCount(a, b, *counts) for (a, b), counts in sorted(tally.items())]
-    return pairs, votes
+    rows = (
+        battles.values_list("model_a", "model_b", "result")
+        .annotate(n=Sum("delta"), v=Sum("votes"))
+        .order_by()
+    )
+    return {(a, b, result): [n, v] for a, b, result, n, v in rows}
+
+
+_RESULT_COLUMN: dict[str, int] = {Battle.Result.A: 0, Battle.Result.B: 1}  # ties: 2
+
+
+def tally_pairs(*, tally: Tally) -> tuple[list[PairCount], int]:
+    """Per-pair outcome counts for the fit, and how many votes they come from."""
+    pairs: dict[tuple[str, str], list[int]] = {}
+    votes = 0
+    for (a, b, result), (n, v) in tally.items():
+        counts = pairs.setdefault((a, b), [0, 0, 0])
+        counts[_RESULT_COLUMN.get(result, 2)] += n
+        votes += v
+    return [PairCount(a, b, *counts) for (a, b), counts in sorted(pairs.items())], votes

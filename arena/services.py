@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import combinations
 from typing import Any
@@ -73,11 +73,25 @@ def _check_key(comparison: Comparison, key: str) -> None:
         raise Invalid(f"Unknown key '{key}'; this comparison's keys are {', '.join(keys)}")
 
 
-def _counters_bump(*, user_id: str) -> None:
-    """Every board this user's votes are on is now stale (theirs and the team's)."""
-    keys = [ALL, scope_key(user_id=user_id)]
+def tags_key(*, scope: str) -> str:
+    """The counter of tag changes that can move a board's tag views."""
+    return f"t:{scope}"
+
+
+def _bump(keys: list[str]) -> None:
     Counter.objects.bulk_create([Counter(key=key) for key in keys], ignore_conflicts=True)
-    Counter.objects.filter(pk__in=keys).update(version=F("version") + 1)
+    for key in keys:  # one at a time, in a fixed order: no lock-order deadlock
+        Counter.objects.filter(pk=key).update(version=F("version") + 1)
+
+
+def _counters_bump(*, user_id: str) -> None:
+    """Every board this user's votes are on is now stale (theirs and the team's).
+
+    Called *before* writing ledger rows: the team counter's row lock, held to the commit,
+    serialises ledger writers, so ledger ids are committed in order and a board's ``mark``
+    never skips a row that commits later.
+    """
+    _bump([ALL, scope_key(user_id=user_id)])
 
 
 def _battles(vote: Vote, comparison: Comparison) -> list[Battle]:
@@ -109,13 +123,39 @@ def _battles(vote: Vote, comparison: Comparison) -> list[Battle]:
                 model_a=a,
                 model_b=b,
                 result=outcome,
+                votes=0 if result else 1,  # the vote itself is counted on its first battle
             )
         )
     return result
 
 
-def _battles_replace(vote: Vote, comparison: Comparison) -> None:
-    Battle.objects.filter(vote=vote).delete()
+def _ledger_withdraw(vote: Vote) -> None:
+    """Cancel the vote's live ledger rows with ``-1`` copies (same pair, result, time)."""
+    live = list(Battle.objects.filter(vote=vote, delta=1, withdrawn=False))
+    if not live:
+        return
+    Battle.objects.bulk_create(
+        [
+            Battle(
+                vote=vote,
+                comparison_id=row.comparison_id,
+                user_id=row.user_id,
+                cast_at=row.cast_at,
+                model_a=row.model_a,
+                model_b=row.model_b,
+                result=row.result,
+                delta=-1,
+                votes=-row.votes,
+                withdrawn=True,
+            )
+            for row in live
+        ]
+    )
+    Battle.objects.filter(pk__in=[row.pk for row in live]).update(withdrawn=True)
+
+
+def _ledger_replace(vote: Vote, comparison: Comparison) -> None:
+    _ledger_withdraw(vote)
     Battle.objects.bulk_create(_battles(vote, comparison))
 
 
@@ -144,10 +184,10 @@ def vote_cast(
     vote.winner = winner
     vote.void = SelfNamedFlag.objects.filter(comparison=comparison, turn=turn).exists()
     vote.slot_models = {r.key: f"{r.provider}:{r.model_name}" for r in comparison.responses.all()}
-    vote.save()
-    _battles_replace(vote, comparison)
     if was_counted or vote.counted:
         _counters_bump(user_id=user_id)
+    vote.save()
+    _ledger_replace(vote, comparison)
     if reveal:
         _reveal(comparison)
     vote.comparison = comparison  # with its reveal state, for the caller's answer
@@ -165,10 +205,10 @@ def vote_retract(*, user_id: str, comparison_id: str, turn: int = 0) -> None:
         raise NotFound(f"No vote on turn {turn} of session {comparison_id}")
     if vote.blind and not comparison.identity_hidden:
         raise Conflict("The models are revealed: this vote can no longer be undone")
-    counted = vote.counted
-    vote.delete()
-    if counted:
+    if vote.counted:
         _counters_bump(user_id=user_id)
+        _ledger_withdraw(vote)
+    vote.delete()
 
 
 def _reveal(comparison: Comparison) -> None:
@@ -188,14 +228,13 @@ def comparison_reveal(*, user_id: str, comparison_id: str) -> Comparison:
 def _flagged_turn_update(comparison: Comparison, turn: int, user_id: str) -> None:
     """Void (or restore) the turn's votes after its flags changed."""
     void = SelfNamedFlag.objects.filter(comparison=comparison, turn=turn).exists()
-    changed = False
-    for vote in Vote.objects.filter(comparison=comparison, turn=turn).exclude(void=void):
+    votes = list(Vote.objects.filter(comparison=comparison, turn=turn).exclude(void=void))
+    if any(vote.blind for vote in votes):
+        _counters_bump(user_id=user_id)
+    for vote in votes:
         vote.void = void
         vote.save(update_fields=["void"])
-        _battles_replace(vote, comparison)
-        changed = True
-    if changed:
-        _counters_bump(user_id=user_id)
+        _ledger_replace(vote, comparison)
 
 
 def _check_flaggable(comparison: Comparison) -> None:
@@ -252,7 +291,7 @@ def tags_set(*, user_id: str, comparison_id: str, tags: Sequence[str]) -> list[s
     Tag.objects.bulk_create(
         [Tag(comparison=comparison, name=name) for name in names], ignore_conflicts=True
     )
-    _counters_bump(user_id=user_id)
+    _bump([tags_key(scope=ALL), tags_key(scope=scope_key(user_id=user_id))])
     return names
 
 
@@ -285,23 +324,22 @@ def share_revoke(*, user_id: str, comparison_id: str) -> int:
 
 
 def _board(
-    *, user_id: str | None, tag: str, since: datetime | None, now: datetime
+    *, user_id: str | None, tag: str, since: datetime | None, tally: selectors.Tally
 ) -> dict[str, Any]:
-    counts, votes = selectors.battle_counts(user_id=user_id, tag=tag, since=since)
+    counts, votes = selectors.tally_pairs(tally=tally)
     rated = ratings_fit(counts=counts)
-    providers = {r.model: r.model.partition(":")[0] for r in rated}
     return {
         "scope": "all" if user_id is None else "me",
         "tag": tag or None,
         "since": since.isoformat() if since else None,
         "votes": votes,
         "battles": sum(c.a_wins + c.b_wins + c.ties for c in counts),
-        "computedAt": now.isoformat(),
+        "computedAt": timezone.now().isoformat(),
         "models": [
             {
                 "rank": rank,
                 "model": r.model.partition(":")[2],
-                "provider": providers[r.model],
+                "provider": r.model.partition(":")[0],
                 "rating": round(r.rating, 1),
                 "lower": round(r.lower, 1),
                 "upper": round(r.upper, 1),
@@ -319,12 +357,33 @@ def _board(
 def leaderboard_refresh(
     *, user_id: str | None, tag: str = "", since: datetime | None = None
 ) -> dict[str, Any]:
-    """Fit the board from the battles now and store it (with the version it reflects)."""
+    """Fit the board and store it. Incremental when a stored board exists: its counts plus the
+    ledger rows written since (a tag board whose tags changed is recounted in full)."""
     scope = scope_key(user_id=user_id)
     since_key = since.astimezone(UTC).isoformat() if since else ""
     version = selectors.counter_version(key=scope)
-    board = _board(user_id=user_id, tag=tag, since=since, now=timezone.now())
-    fields = {"version": version, "result": board, "computed_at": timezone.now()}
+    tags_version = selectors.counter_version(key=tags_key(scope=scope)) if tag else 0
+    mark = selectors.ledger_mark()
+    stored = Leaderboard.objects.filter(scope=scope, tag=tag, since=since_key).first()
+    filters: dict[str, Any] = {"user_id": user_id, "tag": tag, "since": since, "upto": mark}
+    if stored is not None and stored.mark <= mark and stored.tags_version == tags_version:
+        tally = {(a, b, r): [n, v] for a, b, r, n, v in stored.counts}
+        for key, (n, v) in selectors.battle_tally(after=stored.mark, **filters).items():
+            sums = tally.setdefault(key, [0, 0])
+            sums[0] += n
+            sums[1] += v
+    else:
+        tally = selectors.battle_tally(**filters)
+    tally = {key: sums for key, sums in tally.items() if sums[0] or sums[1]}
+    board = _board(user_id=user_id, tag=tag, since=since, tally=tally)
+    fields = {
+        "version": version,
+        "tags_version": tags_version,
+        "mark": mark,
+        "counts": [[a, b, r, n, v] for (a, b, r), (n, v) in sorted(tally.items())],
+        "result": board,
+        "computed_at": timezone.now(),
+    }
     try:
         with transaction.atomic():
             Leaderboard.objects.update_or_create(
@@ -357,15 +416,16 @@ def leaderboards_refresh_all() -> list[Leaderboard]:
     return list(Leaderboard.objects.order_by("scope", "tag", "since"))
 
 
-def battles_rebuild(*, votes: Iterable[Vote] | None = None) -> int:
-    """Recreate every vote's battle rows from the votes (after a change of counting rules)."""
+def battles_rebuild() -> int:
+    """Recreate the battle ledger from the votes (after a change of counting rules); every
+    stored board is dropped, to be refitted in full."""
     total = 0
     with transaction.atomic():
+        _bump([ALL])
         Battle.objects.all().delete()
-        for vote in votes if votes is not None else Vote.objects.select_related("comparison"):
+        Leaderboard.objects.all().delete()
+        for vote in Vote.objects.select_related("comparison").order_by("pk"):
             battles = _battles(vote, vote.comparison)
             Battle.objects.bulk_create(battles)
             total += len(battles)
-        for key in Counter.objects.values_list("key", flat=True):
-            Counter.objects.filter(pk=key).update(version=F("version") + 1)
     return total

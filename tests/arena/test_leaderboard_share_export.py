@@ -89,8 +89,12 @@ async def test_a_vote_over_three_models_counts_against_each_other_one(tokens) ->
     assert changed.status == 200
     body = (await call("GET", "/leaderboard", alice)).json()
     assert body["battles"] == 3 and all(m["ties"] == 2 for m in body["models"])
-    results = await sync_to_async(lambda: set(Battle.objects.values_list("result", flat=True)))()
-    assert results == {"bothBad"}
+    # The ledger keeps the first verdict, cancelled: two "b"/"a" rows and their -1 copies.
+    rows = await sync_to_async(
+        lambda: sorted(Battle.objects.values_list("result", "delta", "withdrawn"))
+    )()
+    assert [r for r in rows if r[0] == "bothBad"] == [("bothBad", 1, False)] * 3
+    assert sum(delta for result, delta, _ in rows if result != "bothBad") == 0
 
 
 async def test_stored_board_is_served_until_a_vote_changes_it(tokens) -> None:
