@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from comparisons import services
+from comparisons.models import Comparison
 from tests.arena.conftest import IDENTITY_WORDS, SLOTS, call, make_comparison
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -69,11 +70,16 @@ async def test_blind_order_is_random_and_an_open_comparison_shows_names(tokens) 
     assert body["models"][0]["provider"] == "anthropic"
 
 
-def test_a_blind_comparison_needs_two_models(db) -> None:
+def test_a_blind_comparison_needs_two_models_and_is_saved_blind(transactional_db) -> None:
     with pytest.raises(services.BlindNeedsTwoModels):
         services.comparison_create(
             user_id="u", prompt="p", slots=SLOTS[:1], blind=True, enforce_limits=False
         )
+    # With the limits checked (on PostgreSQL: the pipelined insert), the flag is stored too.
+    created = services.comparison_create(user_id="u", prompt="p", slots=SLOTS, blind=True)
+    saved = Comparison.objects.get(pk=created.pk)
+    assert saved.blind and saved.identity_hidden
+    assert sorted(saved.responses.values_list("key", flat=True)) == ["A", "B"]
 
 
 async def test_vote_change_undo_and_lock_after_reveal(tokens) -> None:
