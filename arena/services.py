@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
@@ -414,6 +414,13 @@ def leaderboards_refresh_all() -> list[Leaderboard]:
             user_id=user_id, tag=tag, since=datetime.fromisoformat(since) if since else None
         )
     return list(Leaderboard.objects.order_by("scope", "tag", "since"))
+
+
+def leaderboards_prune(*, days: int) -> int:
+    """Drop stored boards not refitted for ``days`` days; returns how many."""
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = Leaderboard.objects.filter(computed_at__lt=cutoff).delete()
+    return deleted
 
 
 def battles_rebuild() -> int:

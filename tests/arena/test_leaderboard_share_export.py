@@ -222,3 +222,6 @@ def test_admin_searches_votes_and_shares_and_command_refits(db) -> None:
     text = out.getvalue()
     assert "Rebuilt 1 battles" in text and "1 votes, 1 battles" in text
     assert "anthropic:claude-haiku" in text or "google:gemini" in text
+    out = io.StringIO()
+    call_command("arena_ratings", "--prune-days", "0", stdout=out)
+    assert "Dropped 1 stored leaderboard(s)." in out.getvalue()

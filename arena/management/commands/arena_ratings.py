@@ -19,8 +19,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rebuild", action="store_true", help="Recreate battle rows from the votes first."
         )
+        parser.add_argument(
+            "--prune-days",
+            type=int,
+            metavar="DAYS",
+            help="First drop stored boards not refitted for DAYS days (they are refitted in "
+            "full when asked for again): each distinct since= value stores a board.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["prune_days"] is not None:
+            dropped = services.leaderboards_prune(days=options["prune_days"])
+            self.stdout.write(f"Dropped {dropped} stored leaderboard(s).")
         if options["rebuild"]:
             count = services.battles_rebuild()
             self.stdout.write(f"Rebuilt {count} battles from the votes.")
