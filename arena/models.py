@@ -59,7 +59,8 @@ class Battle(models.Model):
     N(N-1)/2 of them), in an append-only ledger: a changed, undone or voided vote adds a
     ``delta = -1`` copy of each of its rows instead of deleting them. The rating fit sums
     ``delta``; a stored board catches up by reading only the rows after its ``mark``.
-    ``model_a < model_b``."""
+    ``model_a < model_b``. Rows are never deleted outside ``arena_ratings --rebuild`` (which also
+    drops the stored boards): anything that deletes comparisons must rebuild afterwards."""
 
     class Result(models.TextChoices):
         A = "a"
