@@ -68,7 +68,12 @@ class ComparisonAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "cost",
         "created_at",
     )
-    list_filter = ("status", ProviderFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        "blind",
+        ProviderFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("id", "user_id", "prompt")
     date_hierarchy = "created_at"
     readonly_fields = (
@@ -78,6 +83,8 @@ class ComparisonAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "prompt",
         "system",
         "replay_of",
+        "blind",
+        "revealed_at",
         "heartbeat_at",
         "created_at",
         "updated_at",

@@ -58,6 +58,13 @@ class Comparison(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life of the process running it."
     )
+    blind = models.BooleanField(
+        default=False,
+        help_text="Blind battle: slots keyed A, B, … in random order, models hidden until revealed.",
+    )
+    revealed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner revealed a blind comparison's models."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -70,6 +77,11 @@ class Comparison(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
+
+    @property
+    def identity_hidden(self) -> bool:
+        """Whether the models behind the slots must not be shown (blind and not yet revealed)."""
+        return self.blind and self.revealed_at is None
 
     @property
     def total_cost(self) -> float:

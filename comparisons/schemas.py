@@ -28,15 +28,15 @@ class MetricsOut(Schema):
 
 class ModelSlotOut(Schema):
     key: str
-    provider: str
-    modelName: str = Field(..., validation_alias="model_name")
+    provider: str | None = Field(..., description="null while a blind comparison is unrevealed.")
+    modelName: str | None = Field(..., description="null while a blind comparison is unrevealed.")
     temperature: float | None = None
-    maxTokens: int | None = Field(None, validation_alias="max_tokens")
+    maxTokens: int | None = None
 
 
 class ResponseOut(Schema):
-    provider: str
-    modelName: str
+    provider: str | None
+    modelName: str | None
     status: str
     content: str
     error: str | None
@@ -44,15 +44,36 @@ class ResponseOut(Schema):
     metrics: MetricsOut | None
 
 
-def _response_out(row: ModelResponse) -> dict[str, Any]:
+HIDDEN_ERROR = "The model failed (the reason is shown once the models are revealed)."
+
+
+def slot_out(row: ModelResponse, *, hidden: bool) -> dict[str, Any]:
+    """One entry of ``models``; with ``hidden`` nothing that names the model."""
     return {
-        "provider": row.provider,
-        "modelName": row.model_name,
+        "key": row.key,
+        "provider": None if hidden else row.provider,
+        "modelName": None if hidden else row.model_name,
+        "temperature": row.temperature,
+        "maxTokens": row.max_tokens,
+    }
+
+
+def response_out(row: ModelResponse, *, hidden: bool) -> dict[str, Any]:
+    """One entry of ``responses``. With ``hidden`` (a blind comparison before its reveal) every
+    field that names or betrays the model is withheld: provider, model, the vendor's error text
+    and finish reason (their wording is the vendor's), the price-derived cost and the model the
+    vendor says answered. Text, status, timings and token counts stay: they are what is judged."""
+    metrics = row.metrics
+    if hidden and metrics is not None:
+        metrics = {**metrics, "estimatedCost": None, "priceVersion": None, "responseModel": None}
+    return {
+        "provider": None if hidden else row.provider,
+        "modelName": None if hidden else row.model_name,
         "status": row.status,
         "content": row.content,
-        "error": row.error or None,
-        "finishReason": row.finish_reason or None,
-        "metrics": row.metrics,
+        "error": (HIDDEN_ERROR if hidden else row.error) if row.error else None,
+        "finishReason": None if hidden else (row.finish_reason or None),
+        "metrics": metrics,
     }
 
 
@@ -68,6 +89,8 @@ class SessionOut(Schema):
     models: list[ModelSlotOut]
     responses: dict[str, ResponseOut]
     status: str
+    blind: bool = Field(False, description="A blind battle (keys A, B, …).")
+    revealed: bool = Field(True, description="false while a blind comparison's models are hidden.")
     userId: str
     replayOf: str | None
     createdAt: datetime
@@ -78,12 +101,17 @@ class SessionOut(Schema):
         return obj.system or None
 
     @staticmethod
-    def resolve_models(obj: Comparison) -> list[ModelResponse]:
-        return list(obj.responses.all())
+    def resolve_models(obj: Comparison) -> list[dict[str, Any]]:
+        return [slot_out(row, hidden=obj.identity_hidden) for row in obj.responses.all()]
 
     @staticmethod
     def resolve_responses(obj: Comparison) -> dict[str, dict[str, Any]]:
-        return {row.key: _response_out(row) for row in obj.responses.all()}
+        hidden = obj.identity_hidden
+        return {row.key: response_out(row, hidden=hidden) for row in obj.responses.all()}
+
+    @staticmethod
+    def resolve_revealed(obj: Comparison) -> bool:
+        return not obj.identity_hidden
 
     @staticmethod
     def resolve_userId(obj: Comparison) -> str:

@@ -7,6 +7,7 @@ boundary once per call with ``sync_to_async``.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -98,6 +99,27 @@ def slot_keys(model_names: Sequence[str]) -> list[str]:
     return keys
 
 
+BLIND_KEYS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def blind_keys(count: int) -> list[str]:
+    """Slot keys of a blind comparison: ``A``, ``B``, … (they say nothing about the model)."""
+    if count > len(BLIND_KEYS):
+        raise ValueError(f"A blind comparison has at most {len(BLIND_KEYS)} models")
+    return list(BLIND_KEYS[:count])
+
+
+def slots_shuffle(*, slots: Sequence[SlotSpec]) -> list[SlotSpec]:
+    """The slots in a random order (OS randomness), for a blind comparison's columns."""
+    shuffled = list(slots)
+    secrets.SystemRandom().shuffle(shuffled)
+    return shuffled
+
+
+class BlindNeedsTwoModels(ValueError):
+    """A blind comparison was asked for with fewer than two models."""
+
+
 class LimitExceeded(Exception):
     """The user may not start another comparison now; the message says why."""
 
@@ -158,6 +180,7 @@ def _new_rows(
     system: str,
     slots: Sequence[SlotSpec],
     replay_of_id: str | None,
+    blind: bool = False,
 ) -> tuple[Comparison, list[ModelResponse]]:
     comparison = Comparison(
         **({"id": comparison_id} if comparison_id else {}),
@@ -167,8 +190,9 @@ def _new_rows(
         status=ComparisonStatus.STREAMING,
         replay_of_id=replay_of_id,
         heartbeat_at=timezone.now(),
+        blind=blind,
     )
-    keys = slot_keys([slot.model for slot in slots])
+    keys = blind_keys(len(slots)) if blind else slot_keys([slot.model for slot in slots])
     responses = [
         ModelResponse(
             comparison=comparison,
@@ -228,15 +252,21 @@ def comparison_create(
     replay_of_id: str | None = None,
     enforce_limits: bool = True,
     comparison_id: str | None = None,
+    blind: bool = False,
 ) -> Comparison:
     """Create a streaming comparison and one pending response per slot, in one transaction.
 
     ``comparison_id`` is the id its run already uses (a new one when omitted).
 
+    ``blind``: keys ``A``, ``B``, … in the order given (callers shuffle with
+    :func:`slots_shuffle`); needs two or more slots, else :class:`BlindNeedsTwoModels`.
+
     With ``enforce_limits`` the per-user running and per-minute limits are checked under a
     per-user lock in the same transaction, so they hold across server instances sharing the
     database. Raises :class:`LimitExceeded`.
     """
+    if blind and len(slots) < 2:
+        raise BlindNeedsTwoModels("A blind comparison needs at least two models")
     comparison, responses = _new_rows(
         comparison_id=comparison_id,
         user_id=user_id,
@@ -244,6 +274,7 @@ def comparison_create(
         system=system,
         slots=slots,
         replay_of_id=replay_of_id,
+        blind=blind,
     )
     if enforce_limits and connection.vendor == "postgresql" and not connection.in_atomic_block:
         _create_pipelined(comparison, responses)

@@ -8,6 +8,7 @@ from ninja.errors import AuthenticationError
 
 from accounts.http import AuthenticationFailed, ClerkAuth, unauthorized_response
 from accounts.principal import TOKEN_MISSING
+from arena.errors import ArenaError
 
 api = NinjaAPI(
     title="AI Playground API",
@@ -32,6 +33,15 @@ def _ninja_unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpR
     return unauthorized_response(api, request, AuthenticationFailed(TOKEN_MISSING))
 
 
+@api.exception_handler(ArenaError)
+def _arena_refusal(request: HttpRequest, exc: ArenaError) -> HttpResponse:
+    return api.create_response(
+        request, {"statusCode": exc.status, "message": exc.message}, status=exc.status
+    )
+
+
 api.add_router("", "accounts.api.router")
 api.add_router("", "comparisons.api.router")
 api.add_router("", "providers.api.router")
+api.add_router("", "arena.api.router")
+api.add_router("", "arena.api.public")

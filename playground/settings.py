@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "accounts",
     "providers",
     "comparisons",
+    "arena",
     "axes",  # admin login throttling
     "web",
 ]

@@ -1,0 +1,153 @@
+"""Read side of the arena (HackSoft style: ``<entity>_<action>``, keyword-only, synchronous)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Prefetch, Sum
+
+from arena.errors import NotFound
+from arena.models import Battle, Counter, Leaderboard, SelfNamedFlag, Share, Tag, Vote
+from arena.ratings import PairCount
+from comparisons.models import Comparison, ModelResponse
+from comparisons.selectors import comparison_get
+
+SHARE_TOKEN_MAX_LENGTH = 100
+
+
+def possible_id(comparison_id: str) -> bool:
+    """Whether a comparison could have this id (PostgreSQL refuses NUL instead of not finding)."""
+    return 0 < len(comparison_id) <= Comparison.ID_MAX_LENGTH and "\x00" not in comparison_id
+
+
+def comparison_turn_count(*, comparison: Comparison) -> int:
+    """How many turns the comparison has. One for now: follow-up turns will add theirs."""
+    return 1
+
+
+def comparison_owned(*, user_id: str, comparison_id: str) -> Comparison:
+    """The caller's comparison with its responses; NotFound for a missing or foreign one."""
+    comparison = comparison_get(user_id=user_id, comparison_id=comparison_id)
+    if comparison is None:
+        raise NotFound(f"Session {comparison_id} not found")
+    return comparison
+
+
+@dataclass(frozen=True, slots=True)
+class ArenaState:
+    comparison: Comparison
+    votes: list[Vote]
+    flags: list[SelfNamedFlag]
+    tags: list[str]
+    share: Share | None
+
+
+def arena_state_get(*, user_id: str, comparison_id: str) -> ArenaState:
+    """Blind/reveal state, the caller's votes, flags, tags and active share of a comparison."""
+    comparison = comparison_owned(user_id=user_id, comparison_id=comparison_id)
+    return ArenaState(
+        comparison=comparison,
+        votes=list(Vote.objects.filter(comparison=comparison, user_id=user_id)),
+        flags=list(SelfNamedFlag.objects.filter(comparison=comparison)),
+        tags=list(Tag.objects.filter(comparison=comparison).values_list("name", flat=True)),
+        share=Share.objects.filter(comparison=comparison, revoked_at__isnull=True).first(),
+    )
+
+
+def shared_comparison_get(*, token: str) -> Comparison | None:
+    """The comparison an active share token points at; None for an unknown or revoked token."""
+    from arena.services import share_token_digest
+
+    if not 0 < len(token) <= SHARE_TOKEN_MAX_LENGTH or not token.isascii():
+        return None
+    share = (
+        Share.objects.filter(token_digest=share_token_digest(token=token), revoked_at__isnull=True)
+        .select_related("comparison")
+        .prefetch_related(
+            Prefetch("comparison__responses", queryset=ModelResponse.objects.order_by("position"))
+        )
+        .first()
+    )
+    return share.comparison if share is not None else None
+
+
+def comparison_votes(*, comparison: Comparison) -> list[Vote]:
+    """Every vote on a comparison (its owner's), by turn."""
+    return list(Vote.objects.filter(comparison=comparison).order_by("turn", "user_id"))
+
+
+def counter_version(*, key: str) -> int:
+    return Counter.objects.filter(pk=key).values_list("version", flat=True).first() or 0
+
+
+def _since_key(since: datetime | None) -> str:
+    return since.astimezone(UTC).isoformat() if since else ""
+
+
+def leaderboard_cached(
+    *, user_id: str | None, tag: str = "", since: datetime | None = None
+) -> dict[str, Any] | None:
+    """The stored board if nothing that moves it changed since it was fitted; else None."""
+    from arena.services import scope_key, tags_key
+
+    scope = scope_key(user_id=user_id)
+    row = (
+        Leaderboard.objects.filter(scope=scope, tag=tag, since=_since_key(since))
+        .values_list("version", "tags_version", "result")
+        .first()
+    )
+    if row is None or row[0] != counter_version(key=scope):
+        return None
+    if tag and row[1] != counter_version(key=tags_key(scope=scope)):
+        return None
+    result: dict[str, Any] = row[2]
+    return result
+
+
+#: Ledger sums per ``(model_a, model_b, result)``: ``[battles, votes]``.
+Tally = dict[tuple[str, str, str], list[int]]
+
+
+def ledger_mark() -> int:
+    """The id of the last battle ledger row (0 when empty)."""
+    return Battle.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def battle_tally(
+    *,
+    user_id: str | None,
+    tag: str = "",
+    since: datetime | None = None,
+    after: int = 0,
+    upto: int,
+) -> Tally:
+    """Sums of the ledger rows ``after < id <= upto`` in a board's scope, tag and period."""
+    battles = Battle.objects.filter(id__gt=after, id__lte=upto)
+    if user_id is not None:
+        battles = battles.filter(user_id=user_id)
+    if since is not None:
+        battles = battles.filter(cast_at__gte=since)
+    if tag:
+        battles = battles.filter(comparison__tags__name=tag)
+    rows = (
+        battles.values_list("model_a", "model_b", "result")
+        .annotate(n=Sum("delta"), v=Sum("votes"))
+        .order_by()
+    )
+    return {(a, b, result): [n, v] for a, b, result, n, v in rows}
+
+
+_RESULT_COLUMN: dict[str, int] = {Battle.Result.A: 0, Battle.Result.B: 1}  # ties: 2
+
+
+def tally_pairs(*, tally: Tally) -> tuple[list[PairCount], int]:
+    """Per-pair outcome counts for the fit, and how many votes they come from."""
+    pairs: dict[tuple[str, str], list[int]] = {}
+    votes = 0
+    for (a, b, result), (n, v) in tally.items():
+        counts = pairs.setdefault((a, b), [0, 0, 0])
+        counts[_RESULT_COLUMN.get(result, 2)] += n
+        votes += v
+    return [PairCount(a, b, *counts) for (a, b), counts in sorted(pairs.items())], votes
