@@ -138,6 +138,8 @@ class _Accept(AsyncWebsocketConsumer):
         await self.accept()
 
 
+# Channels closes stale database connections around each consumer event.
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("origin", "host", "accepted"),
     [
