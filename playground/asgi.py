@@ -18,6 +18,7 @@ from django.conf import settings  # noqa: E402
 
 from accounts.limits import ConnectionLimiter  # noqa: E402
 from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
+from comparisons.live.core import LiveComparisons  # noqa: E402
 from playground.origin import origin_validator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 from providers.registry import providers  # noqa: E402
@@ -27,13 +28,15 @@ for _error in providers.preload():  # SDK imports now, not on the first comparis
 
 # One per process, shared by every transport that holds sockets (accounts/limits.py).
 connection_limiter = ConnectionLimiter()
+# One per process: the comparisons running here, whichever transport started or watches them.
+live = LiveComparisons()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": origin_validator(
             ClerkAuthMiddleware(
-                URLRouter(websocket_urlpatterns(connection_limiter=connection_limiter))
+                URLRouter(websocket_urlpatterns(connection_limiter=connection_limiter, live=live))
             ),
             settings.CORS_ORIGIN,
         ),
