@@ -19,6 +19,7 @@ from django.conf import settings  # noqa: E402
 from accounts.limits import ConnectionLimiter  # noqa: E402
 from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
 from comparisons.live.core import LiveComparisons  # noqa: E402
+from comparisons.sio import socketio_application  # noqa: E402
 from playground.origin import origin_validator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 from providers.registry import providers  # noqa: E402
@@ -42,6 +43,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Socket.IO (the seed's frontend) at /socket.io/, beside /ws, on the same live core and limits.
+application = socketio_application(application, live=live, connection_limiter=connection_limiter)
 
 # anyio (under httpx) asks sniffio which async library runs for every read with a timeout, and
 # sniffio answers by inspecting the current task: ~6 % of the server's CPU at 400 streams. This
