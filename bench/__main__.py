@@ -668,7 +668,11 @@ class Bench:
                 else:
                     result = self.run_case(case, urls, pids if case.kind != "direct" else [])
                 results.append(result)
-                print(f"[bench]   done in {time.monotonic() - t0:.1f}s: {row(result)}", flush=True)
+                print(
+                    f"[bench]   done in {time.monotonic() - t0:.1f}s "
+                    f"({cpu_per_chunk_us(result):.0f} µs server CPU per chunk): {row(result)}",
+                    flush=True,
+                )
         finally:
             for child in servers:
                 self.stop(child)
