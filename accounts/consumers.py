@@ -48,6 +48,7 @@ from accounts.limits import (
 )
 from accounts.principal import TOKEN_EXPIRED, TOKEN_MISSING, Principal, TokenError
 from accounts.verification import token_verify
+from comparisons import events
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
     async def _refuse_over_limit(self, error: TooManyConnections) -> None:
         self._closing = True
         self._cancel_timer()
-        await self.send_event("error", {"message": str(error), "reason": error.code})
+        await self.send_frame(events.error(message=str(error), reason=error.code))
         await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
 
     def _cancel_timer(self) -> None:
@@ -190,16 +191,17 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         await self.auth_refuse(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
 
     # --- sending -------------------------------------------------------------------------------
+    async def send_frame(self, frame: events.Frame) -> None:
+        """Send one event (built by :mod:`comparisons.events`)."""
+        await self.send(text_data=frame.ws)
+
     async def send_event(self, event: str, data: dict[str, Any]) -> None:
         """Send one ``{"event", "data"}`` frame (JSON-encoded once)."""
-        await self.send(text_data=json.dumps({"event": event, "data": data}, separators=(",", ":")))
+        await self.send_frame(events.encode(event, data))
 
     async def send_error(self, message: str, *, request_id: str | None = None) -> None:
         """Send an ``error`` event ``{message, requestId?}``; the socket stays open."""
-        data: dict[str, Any] = {"message": message}
-        if request_id is not None:
-            data["requestId"] = request_id
-        await self.send_event("error", data)
+        await self.send_frame(events.error(message=message, request_id=request_id))
 
     async def auth_refuse(self, error: TokenError) -> None:
         """Send ``error`` ``{message, reason}`` and close with 4401."""
@@ -207,7 +209,7 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
             return
         self._closing = True
         self._cancel_timer()
-        await self.send_event("error", {"message": error.message, "reason": error.code})
+        await self.send_frame(events.error(message=error.message, reason=error.code))
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     # --- receiving -----------------------------------------------------------------------------
@@ -292,7 +294,7 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         self.principal = principal
         self.user_id = principal.user_id
         self._track_expiry(principal)
-        await self.send_event("authenticated", {"userId": principal.user_id})
+        await self.send_frame(events.authenticated(user_id=principal.user_id))
         await self.user_authenticated(principal, first=first)
 
     def _track_expiry(self, principal: Principal) -> None:

@@ -65,6 +65,7 @@ class Case:
     deltas: int = DELTAS
     rate: float = RATE
     repeat: int = 1  # comparisons run one after another on each socket
+    transport: str = "ws"  # ws (/ws) | sio (Socket.IO, WebSocket transport, pre-encoded path)
 
     @property
     def comparisons(self) -> int:
@@ -95,6 +96,7 @@ class Result:
     bad: int = 0
     watch_bad: int = 0
     cpu: float = math.nan
+    cpu_s: float = math.nan  # server CPU seconds over the case
     rss: float = math.nan
     db_rows: float = math.nan
     db_xacts: float = math.nan
@@ -131,6 +133,8 @@ def matrix(quick: bool, litellm: bool) -> list[Case]:
     cases += [
         _case(f"daphne-redis-watch-{n}", "relay", n, layer="redis", watch=True) for n in levels
     ]
+    # Socket.IO on the same server as daphne-mem-N (its pre-encoded path; docs/protocol.md).
+    cases += [Case(f"daphne-mem-sio-{n}", "relay", n, transport="sio") for n in (50, 200)]
     cases += [_case(f"uvicorn-mem-{n}", "relay", n, server="uvicorn") for n in levels]
     if litellm:
         cases += [_case(f"litellm-{n}", "litellm", n) for n in (1, 50)]
@@ -411,7 +415,12 @@ class Bench:
         go = self.logs / f"{tag}.go"
         base: dict[str, Any] = {"go": str(go), "ramp": ramp, "timeout": timeout + allowance}
         if case.kind == "relay":
-            base |= {"url": urls[0], "watch_url": urls[1] if case.watch else None}
+            url, watch = urls[0], urls[1] if case.watch else None
+            if case.transport == "sio":
+                path = "/socket.io/?EIO=4&transport=websocket"
+                url = url.removesuffix("/ws") + path
+                watch = watch and watch.removesuffix("/ws") + path
+            base |= {"url": url, "watch_url": watch, "transport": case.transport}
             module = "bench.loadgen"
         elif case.kind == "direct":
             base |= {"upstream": self.upstream_url}
@@ -442,6 +451,7 @@ class Bench:
             cpu1 = sampler.cpu()
             sampler.stopped.set()
             result.cpu = 100 * (cpu1 - cpu0) / (end - start_at)
+            result.cpu_s = cpu1 - cpu0
             result.rss = sampler.peak / 2**20
         records = http_json(f"{self.upstream_url}/_bench/requests?tag_prefix={tag}-")
         if counters is not None and self.db is not None:
@@ -658,7 +668,11 @@ class Bench:
                 else:
                     result = self.run_case(case, urls, pids if case.kind != "direct" else [])
                 results.append(result)
-                print(f"[bench]   done in {time.monotonic() - t0:.1f}s: {row(result)}", flush=True)
+                print(
+                    f"[bench]   done in {time.monotonic() - t0:.1f}s "
+                    f"({cpu_per_chunk_us(result):.0f} µs server CPU per chunk): {row(result)}",
+                    flush=True,
+                )
         finally:
             for child in servers:
                 self.stop(child)
@@ -742,6 +756,12 @@ def added_rows(rows: list[Added]) -> list[str]:
     ]
 
 
+def cpu_per_chunk_us(r: Result) -> float:
+    """Server CPU time per relayed chunk: all of the case's CPU (starts, saves, sockets
+    included) over the chunks the starting sockets received."""
+    return r.cpu_s / r.chunks * 1e6 if r.chunks else math.nan
+
+
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
@@ -798,6 +818,16 @@ def targets(results: list[Result], rows: list[Added]) -> list[str]:
                 "streams open at once (starts queue), so 400 concurrent streams were not reached"
             )
             + "."
+        )
+    for r in results:
+        ws = by_result.get(r.case.name.replace("-sio-", "-"))
+        if r.case.transport != "sio" or ws is None or not r.chunks or not ws.chunks:
+            continue
+        sio_us, ws_us = cpu_per_chunk_us(r), cpu_per_chunk_us(ws)
+        lines.append(
+            f"- Socket.IO CPU per relayed chunk ≤ 1.3x /ws ({r.case.name} vs {ws.case.name}): "
+            f"{verdict(sio_us <= 1.3 * ws_us and r.lost == 0)} — {sio_us:.0f} µs vs "
+            f"{ws_us:.0f} µs ({sio_us / ws_us:.2f}x), {r.lost} lost."
         )
     measured = [r for r in results if r.case.kind != "idle" and (r.chunk or r.lost)]
     lost = [(r.case.name, r.lost + r.dup + r.bad + r.watch_bad) for r in measured]

@@ -1,6 +1,7 @@
 """Load generator (its own process): ``python -m bench.loadgen <config.json>``.
 
-``stream`` mode: one authenticated socket per comparison (plus one watcher socket per comparison
+``stream`` mode: one authenticated socket per comparison (``transport``: ``ws`` for ``/ws``,
+``sio`` for Socket.IO over its WebSocket transport at ``/socket.io/``) (plus one watcher socket per comparison
 when ``watch_url`` is set, on that server); each starts a comparison of two models at its slot of
 the ramp, records ``time.monotonic()`` for every frame and, after the run, checks that every
 chunk arrived exactly once, in order, with the scripted text. ``idle`` mode: open N authenticated
@@ -24,6 +25,70 @@ from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, rendezvous, scripted
 monotonic = time.monotonic
 
 
+class Wire:
+    """The ``/ws`` dialect: ``{"event", "data"}`` text frames."""
+
+    chunk = '{"event":"modelChunk"'
+
+    def encode(self, event: str, data: Any) -> str:
+        return json.dumps({"event": event, "data": data})
+
+    def decode(self, raw: str) -> tuple[str, Any] | None:
+        frame = json.loads(raw)
+        return frame["event"], frame["data"]
+
+    def is_end(self, raw: str) -> bool:
+        return '"event":"comparisonComplete"' in raw[:40] or raw.startswith('{"event":"error"')
+
+    async def open(self, url: str, token: str) -> ClientConnection:
+        return await _open(url, token)
+
+
+class SocketIOWire(Wire):
+    """Socket.IO 5 over Engine.IO 4's WebSocket transport, as socket.io-client with
+    ``transports: ["websocket"]`` speaks it (default namespace; ``42[event, data]``). A minimal
+    client: the load generator must stay far lighter than the server it measures."""
+
+    chunk = '42["modelChunk"'
+
+    def encode(self, event: str, data: Any) -> str:
+        return "42" + json.dumps([event, data])
+
+    def decode(self, raw: str) -> tuple[str, Any] | None:
+        if not raw.startswith("42"):
+            return None
+        event, data = json.loads(raw[2:])
+        return event, data
+
+    def is_end(self, raw: str) -> bool:
+        return raw.startswith(('42["comparisonComplete"', '42["error"'))
+
+    async def open(self, url: str, token: str) -> ClientConnection:
+        ws = await connect(
+            url,
+            compression=None,
+            max_size=2**24,
+            max_queue=None,
+            open_timeout=120,
+            ping_interval=None,
+            close_timeout=2,
+        )
+        opened = await ws.recv()
+        assert isinstance(opened, str) and opened.startswith("0"), opened
+        await ws.send("40" + json.dumps({"token": token}))
+        connected = await ws.recv()
+        if not isinstance(connected, str) or not connected.startswith("40"):
+            raise RuntimeError(f"not connected: {connected!r}")
+        hello = await ws.recv()
+        if not isinstance(hello, str) or not hello.startswith('42["authenticated"'):
+            raise RuntimeError(f"not authenticated: {hello!r}")
+        return ws
+
+
+WIRES = {"ws": Wire(), "sio": SocketIOWire()}
+wire: Wire = WIRES["ws"]
+
+
 async def _open(url: str, token: str) -> ClientConnection:
     ws = await connect(
         url,
@@ -44,14 +109,20 @@ async def _open(url: str, token: str) -> ClientConnection:
 async def _read_until_complete(
     ws: ClientConnection, log: list[tuple[float, str]], on_created: Any = None
 ) -> None:
+    chunk = wire.chunk
     async for raw in ws:
         now = monotonic()
         assert isinstance(raw, str)
+        if raw == "2":  # Engine.IO ping (Socket.IO only)
+            await ws.send("3")
+            continue
         log.append((now, raw))
-        if on_created is not None and raw.startswith('{"event":"modelChunk"'):
+        if on_created is not None and raw.startswith(chunk):
             # The watcher asks once the run is visibly streaming (see _comparison).
-            on_created(json.loads(raw)["data"]["sessionId"])
-        elif '"event":"comparisonComplete"' in raw[:40] or raw.startswith('{"event":"error"'):
+            decoded = wire.decode(raw)
+            assert decoded is not None
+            on_created(decoded[1]["sessionId"])
+        elif wire.is_end(raw):
             return
 
 
@@ -91,14 +162,15 @@ def _check_stream(
 def _parse(log: list[tuple[float, str]]) -> list[Frame]:
     out: list[Frame] = []
     for t, raw in log:
-        frame = json.loads(raw)
-        out.append((t, frame["event"], frame["data"]))
+        decoded = wire.decode(raw)
+        if decoded is not None:
+            out.append((t, decoded[0], decoded[1]))
     return out
 
 
 async def _connect(cfg: dict[str, Any], token: str) -> tuple[ClientConnection, Any]:
-    ws = await _open(cfg["url"], token)
-    watcher = await _open(cfg["watch_url"], token) if cfg.get("watch_url") else None
+    ws = await wire.open(cfg["url"], token)
+    watcher = await wire.open(cfg["watch_url"], token) if cfg.get("watch_url") else None
     return ws, watcher
 
 
@@ -112,18 +184,16 @@ async def _comparison(
     tag = f"{cfg['tag_prefix']}-{i}"
     ws, watcher = sockets
     marker = f" scenario:{cfg['scenario']}" if cfg.get("scenario") else ""
-    frame = json.dumps(
+    frame = wire.encode(
+        "startComparison",
         {
-            "event": "startComparison",
-            "data": {
-                "prompt": f"bench:{tag}{marker} Say something.",
-                "models": [
-                    {"provider": "google", "model": GOOGLE_MODEL},
-                    {"provider": "anthropic", "model": ANTHROPIC_MODEL},
-                ],
-                "requestId": tag,
-            },
-        }
+            "prompt": f"bench:{tag}{marker} Say something.",
+            "models": [
+                {"provider": "google", "model": GOOGLE_MODEL},
+                {"provider": "anthropic", "model": ANTHROPIC_MODEL},
+            ],
+            "requestId": tag,
+        },
     )
     session: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     delay = cfg["start_at"] + cfg["ramp"] * cfg["slot"].get(str(i), 0.0) - monotonic()
@@ -139,7 +209,7 @@ async def _comparison(
         assert watcher is not None
         sid = await session
         result["watch_sent"] = monotonic()
-        await watcher.send(json.dumps({"event": "watchSession", "data": {"sessionId": sid}}))
+        await watcher.send(wire.encode("watchSession", {"sessionId": sid}))
         await _read_until_complete(watcher, watch_log)
 
     watch_task = asyncio.create_task(watch()) if watcher is not None else None
@@ -268,7 +338,9 @@ async def _idle(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    global wire
     cfg = json.loads(Path(sys.argv[1]).read_text())
+    wire = WIRES[cfg.get("transport", "ws")]
     with contextlib.suppress(ImportError):
         import uvloop
 

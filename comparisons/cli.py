@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from django.core.management.base import CommandError
 
 from comparisons import selectors, services
-from comparisons.launch import comparison_launch
+from comparisons.live.core import LiveComparisons
 from comparisons.terminal import display_live, summary_table
 
 
@@ -48,8 +48,9 @@ async def run_in_terminal(
     original: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run a new comparison here, showing live progress on ``out`` (if given); return its result."""
+    live = LiveComparisons()  # this command's own process
     try:
-        run = await comparison_launch(
+        run = await live.launch(
             user_id=user_id,
             prompt=prompt,
             system=system,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.db import models
+
+from comparisons.events import Metrics
 
 
 def new_comparison_id() -> str:
@@ -150,21 +153,21 @@ class ModelResponse(models.Model):
         return f"{self.key} ({self.status})"
 
     @property
-    def metrics(self) -> dict[str, float | int | str | None] | None:
+    def metrics(self) -> dict[str, Any] | None:
         """The seed's metrics object (plus the new fields), or None before the model finished.
         ``estimatedCost`` is ``None`` when the model's price is unknown."""
         if self.duration_ms is None:
             return None
-        return {
-            "durationInMilliseconds": self.duration_ms,
-            "tokensUsed": self.total_tokens or 0,
-            "estimatedCost": self.estimated_cost,
-            "timeToFirstTokenInMilliseconds": self.time_to_first_token_ms,
-            "inputTokens": self.input_tokens or 0,
-            "outputTokens": self.output_tokens or 0,
-            "tokensPerSecond": self.tokens_per_second or 0.0,
-            "cachedInputTokens": self.cached_input_tokens or 0,
-            "reasoningTokens": self.reasoning_tokens or 0,
-            "priceVersion": self.price_version or None,
-            "responseModel": self.response_model or None,
-        }
+        return Metrics(
+            duration_ms=self.duration_ms,
+            tokens_used=self.total_tokens or 0,
+            estimated_cost=self.estimated_cost,
+            time_to_first_token_ms=self.time_to_first_token_ms,
+            input_tokens=self.input_tokens or 0,
+            output_tokens=self.output_tokens or 0,
+            tokens_per_second=self.tokens_per_second or 0.0,
+            cached_input_tokens=self.cached_input_tokens or 0,
+            reasoning_tokens=self.reasoning_tokens or 0,
+            price_version=self.price_version or None,
+            response_model=self.response_model or None,
+        ).wire()

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from comparisons import events
+from comparisons.events import Frame
 from comparisons.models import Comparison, ModelResponse
-from comparisons.runner import encode_event
 
-Publish = Callable[[str], Awaitable[None]]
+Publish = Callable[[Frame], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -77,9 +78,7 @@ async def _play_slot(
     sid = playback.comparison_id
     key = slot.key
     slot.status = "streaming"
-    await publish(
-        encode_event("modelStatus", {"sessionId": sid, "model": key, "status": "streaming"})
-    )
+    await publish(events.model_status(session_id=sid, model=key, status="streaming"))
     loop = asyncio.get_running_loop()
     start = loop.time()
     for index, (offset, text) in enumerate(recorded_chunks(response)):
@@ -87,25 +86,15 @@ async def _play_slot(
         if delay > 0:
             await asyncio.sleep(delay)
         slot.chunks.append(text)
-        await publish(
-            encode_event(
-                "modelChunk", {"sessionId": sid, "model": key, "chunk": text, "index": index}
-            )
-        )
+        await publish(events.model_chunk(session_id=sid, model=key, chunk=text, index=index))
     slot.metrics = response.metrics
     slot.error = response.error
     if response.status == "complete":
-        await publish(
-            encode_event("modelComplete", {"sessionId": sid, "model": key, "metrics": slot.metrics})
-        )
+        await publish(events.model_complete(session_id=sid, model=key, metrics=slot.metrics))
     elif response.status == "error":
-        await publish(
-            encode_event("modelError", {"sessionId": sid, "model": key, "error": response.error})
-        )
+        await publish(events.model_error(session_id=sid, model=key, error=response.error))
     slot.status = response.status
-    await publish(
-        encode_event("modelStatus", {"sessionId": sid, "model": key, "status": response.status})
-    )
+    await publish(events.model_status(session_id=sid, model=key, status=response.status))
 
 
 async def comparison_play_recorded(
@@ -115,16 +104,12 @@ async def comparison_play_recorded(
     recorded pace, after the replay's opening ``sessionSnapshot``."""
     responses = list(comparison.responses.all())
     playback = playback or Playback(comparison.id, [PlaybackSlot(r.key) for r in responses])
-    await publish(encode_event("sessionSnapshot", replay_snapshot(comparison.id, responses)))
+    await publish(events.session_snapshot(replay_snapshot(comparison.id, responses)))
     await asyncio.gather(
         *(
             _play_slot(playback, slot, response, speed, publish)
             for slot, response in zip(playback.slots, responses, strict=True)
         )
     )
-    await publish(
-        encode_event(
-            "comparisonComplete", {"sessionId": comparison.id, "status": comparison.status}
-        )
-    )
+    await publish(events.comparison_complete(session_id=comparison.id, status=comparison.status))
     playback.done.set()

@@ -7,15 +7,18 @@ import contextlib
 import time
 from typing import Any, TextIO
 
+from comparisons.events import Metrics
+from comparisons.live.run import ComparisonRun
 from comparisons.playback import Playback
-from comparisons.runner import ComparisonRun
 
 REFRESH_SECONDS = 0.2
 
 
 def _line(slot: Any, elapsed: float) -> str:
-    metrics = slot.metrics or {}
-    tokens = metrics.get("outputTokens")
+    metrics = slot.metrics
+    if isinstance(metrics, Metrics):  # a live run's; a replay's are their saved wire form
+        metrics = metrics.wire()
+    tokens = (metrics or {}).get("outputTokens")
     tokens_text = f"{tokens} tok" if tokens is not None else "… tok"
     status = slot.status
     if slot.error and status != "complete":

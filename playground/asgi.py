@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to the Channels router.
+"""ASGI entry point: HTTP goes to Django, `/ws` to the Channels router, `/socket.io/` to Socket.IO.
 
 ``application`` is what servers run (``manage.py serve``, ``daphne playground.asgi:application``,
 ``uvicorn``): it performs the process start-up (crash sweep, provider preload, heap freeze) on its
@@ -21,23 +21,30 @@ from django.conf import settings  # noqa: E402
 
 from accounts.limits import ConnectionLimiter  # noqa: E402
 from accounts.middleware import ClerkAuthMiddleware  # noqa: E402
+from comparisons.live.core import LiveComparisons  # noqa: E402
+from comparisons.sio import socketio_application  # noqa: E402
 from playground.origin import origin_validator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 from playground.startup import ProcessApplication  # noqa: E402
 
 # One per process, shared by every transport that holds sockets (accounts/limits.py).
 connection_limiter = ConnectionLimiter()
+# One per process: the comparisons running here, whichever transport started or watches them.
+live = LiveComparisons()
 
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": origin_validator(
             ClerkAuthMiddleware(
-                URLRouter(websocket_urlpatterns(connection_limiter=connection_limiter))
+                URLRouter(websocket_urlpatterns(connection_limiter=connection_limiter, live=live))
             ),
             settings.CORS_ORIGIN,
         ),
     }
 )
 
-application = ProcessApplication(router)
+# Socket.IO (the seed's frontend) at /socket.io/, beside /ws, on the same live core and limits.
+application = ProcessApplication(
+    socketio_application(router, live=live, connection_limiter=connection_limiter)
+)

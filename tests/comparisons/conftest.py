@@ -78,7 +78,7 @@ async def connect(token_for: Callable[[str], str]) -> AsyncIterator[Callable[...
     for client in clients:
         await client.close()
     # Runs outlive their sockets by design; stop them before the test database goes away.
-    from comparisons.runner import runs
+    from playground.asgi import live
 
     async with asyncio.timeout(10):
-        await runs.cancel_all()
+        await live.runs.cancel_all()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
+from comparisons.events import Frame
 from tests.comparisons.test_socket import CLAUDE, GEMINI, assert_model_sequence, saved, text_of
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -178,24 +179,29 @@ async def test_watching_a_run_that_has_just_finished_gets_one_end_marker(
 ) -> None:
     """A watch that reaches the run after its ``comparisonComplete`` (the socket's or another
     process's) gets the final snapshot and the end marker, never a snapshot alone."""
-    from comparisons.runner import runs
+    from playground.asgi import live
 
     upstream_providers.script("just", deltas=["fin", "ished"])
     client = await connect()
     await client.send("startComparison", {"prompt": "scenario:just", "providers": ["google"]})
     sid = (await client.receive())["data"]["sessionId"]
-    run = runs.get(sid)
+    from comparisons.live.subscribers import Subscriber
+
+    run = live.runs.get(sid)
     assert run is not None
     await client.until_event("comparisonComplete")
     await asyncio.wait_for(run.done.wait(), 5)
     watched: list[str] = []
     got_end = asyncio.Event()
 
-    async def collect(texts: list[str]) -> None:
-        watched.extend(texts)
-        got_end.set()
+    class Collect(Subscriber):
+        name = "late"
 
-    run.watch("late", collect)
+        async def send(self, frame: Frame) -> None:
+            watched.append(frame.ws)
+            got_end.set()
+
+    run.watch(Collect())
     await asyncio.wait_for(got_end.wait(), 5)
     events = [json.loads(t) for t in watched]
     assert [e["event"] for e in events] == ["sessionSnapshot", "comparisonComplete"]

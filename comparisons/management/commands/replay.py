@@ -13,7 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from comparisons import selectors
 from comparisons.cli import comparison_result, parse_model_args, run_in_terminal
-from comparisons.groups import WatchEvent, watch_group
+from comparisons.events import Frame
+from comparisons.live.messages import WatchEvent, watch_group
 from comparisons.playback import Playback, PlaybackSlot, comparison_play_recorded
 from comparisons.services import SlotSpec
 from comparisons.terminal import display_live
@@ -81,16 +82,16 @@ class Command(BaseCommand):
         replay = uuid.uuid4().hex
         opened = False
 
-        async def publish(text: str) -> None:
+        async def publish(frame: Frame) -> None:
             nonlocal opened
             if layer is not None:
                 message = WatchEvent(
-                    session=original.id, texts=[text], replay=replay, opens=not opened
+                    session=original.id, frames=[frame], replay=replay, opens=not opened
                 )
                 opened = True
                 await layer.group_send(group, message.message())
             if options["json"]:
-                events.append(json.loads(text))
+                events.append({"event": frame.event, "data": frame.data()})
 
         async def play() -> None:
             playback = Playback(

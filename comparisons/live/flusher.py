@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from comparisons import services
-
-if TYPE_CHECKING:
-    from comparisons.runner import ComparisonRun, SlotRun
+from comparisons.live.run import ComparisonRun, SlotRun
 
 logger = logging.getLogger(__name__)
 

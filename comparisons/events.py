@@ -1,0 +1,181 @@
+"""Every server -> client event, defined once, and its wire forms.
+
+A :class:`Frame` is one event whose ``data`` is JSON-encoded once; each transport frames it in
+its own way, from that one encoding, at most once per event:
+
+- ``/ws``: ``{"event":"<name>","data":<data>}`` (:attr:`Frame.ws`);
+- Socket.IO (default namespace): the EVENT packet ``2["<name>",<data>]`` (:attr:`Frame.sio`).
+
+One builder per event below; :class:`ChunkEncoder` is the fast path for ``modelChunk`` (a
+precomputed prefix plus the JSON-escaped text), which must equal :func:`model_chunk`'s encoding
+(tests/comparisons/test_events.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_dumps = json.dumps
+
+
+def _encode(value: Any) -> str:
+    return _dumps(value, separators=(",", ":"))
+
+
+class Frame:
+    """One outbound event: its name and its ``data`` as JSON, framed per transport on demand."""
+
+    __slots__ = ("_sio", "_ws", "data_json", "event")
+
+    def __init__(self, event: str, data_json: str) -> None:
+        self.event = event
+        self.data_json = data_json
+        self._ws: str | None = None
+        self._sio: str | None = None
+
+    @property
+    def ws(self) -> str:
+        """The ``/ws`` text frame."""
+        text = self._ws
+        if text is None:
+            text = self._ws = '{"event":"' + self.event + '","data":' + self.data_json + "}"
+        return text
+
+    @property
+    def sio(self) -> str:
+        """The Socket.IO EVENT packet on the default namespace (an Engine.IO message's text)."""
+        text = self._sio
+        if text is None:
+            text = self._sio = '2["' + self.event + '",' + self.data_json + "]"
+        return text
+
+    def data(self) -> Any:
+        return json.loads(self.data_json)
+
+    def wire(self) -> tuple[str, str]:
+        """The pair a cross-process message carries (see :meth:`from_wire`)."""
+        return (self.event, self.data_json)
+
+    @classmethod
+    def from_wire(cls, pair: Any) -> Frame:
+        event, data_json = pair
+        return cls(str(event), str(data_json))
+
+    def __repr__(self) -> str:
+        return f"Frame({self.event!r}, {self.data_json[:60]!r})"
+
+
+def encode(event: str, data: Mapping[str, Any]) -> Frame:
+    """The general encoder: any event name (a fixed identifier of ours) and its data."""
+    return Frame(event, _encode(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A finished model's metrics: the seed's four fields and ours *(new)*.
+
+    ``estimatedCost`` is ``None`` when the model's price is unknown, never a made-up 0.
+    """
+
+    duration_ms: float
+    tokens_used: int
+    estimated_cost: float | None
+    time_to_first_token_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    tokens_per_second: float
+    cached_input_tokens: int
+    reasoning_tokens: int
+    price_version: str | None
+    response_model: str | None
+
+    _WIRE = (
+        ("duration_ms", "durationInMilliseconds"),
+        ("tokens_used", "tokensUsed"),
+        ("estimated_cost", "estimatedCost"),
+        ("time_to_first_token_ms", "timeToFirstTokenInMilliseconds"),
+        ("input_tokens", "inputTokens"),
+        ("output_tokens", "outputTokens"),
+        ("tokens_per_second", "tokensPerSecond"),
+        ("cached_input_tokens", "cachedInputTokens"),
+        ("reasoning_tokens", "reasoningTokens"),
+        ("price_version", "priceVersion"),
+        ("response_model", "responseModel"),
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The ``metrics`` object of ``modelComplete`` and of snapshots."""
+        values = asdict(self)
+        return {name: values[attr] for attr, name in self._WIRE}
+
+
+def session_created(
+    *, session_id: str, models: list[dict[str, str]], request_id: str | None = None
+) -> Frame:
+    data: dict[str, Any] = {"sessionId": session_id, "models": models}
+    if request_id is not None:
+        data["requestId"] = request_id
+    return encode("sessionCreated", data)
+
+
+def model_status(*, session_id: str, model: str, status: str) -> Frame:
+    return encode("modelStatus", {"sessionId": session_id, "model": model, "status": status})
+
+
+def model_chunk(*, session_id: str, model: str, chunk: str, index: int) -> Frame:
+    return encode(
+        "modelChunk", {"sessionId": session_id, "model": model, "chunk": chunk, "index": index}
+    )
+
+
+class ChunkEncoder:
+    """``modelChunk`` of one model slot, the hot path: the constant part is encoded once."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, *, session_id: str, model: str) -> None:
+        self._prefix = (
+            '{"sessionId":' + _dumps(session_id) + ',"model":' + _dumps(model) + ',"chunk":'
+        )
+
+    def __call__(self, chunk: str, index: int) -> Frame:
+        return Frame("modelChunk", f'{self._prefix}{_dumps(chunk)},"index":{index}}}')
+
+
+def model_complete(
+    *, session_id: str, model: str, metrics: Metrics | Mapping[str, Any] | None
+) -> Frame:
+    """``metrics``: a live run's :class:`Metrics`, or their saved wire form (a replay)."""
+    wire = metrics.wire() if isinstance(metrics, Metrics) else metrics
+    return encode("modelComplete", {"sessionId": session_id, "model": model, "metrics": wire})
+
+
+def model_error(*, session_id: str, model: str, error: str) -> Frame:
+    return encode("modelError", {"sessionId": session_id, "model": model, "error": error})
+
+
+def session_snapshot(snapshot: Mapping[str, Any]) -> Frame:
+    """``{sessionId, status, models: [...], replay?}`` (built by the run, the database or a
+    recorded replay)."""
+    return encode("sessionSnapshot", snapshot)
+
+
+def comparison_complete(*, session_id: str, status: str) -> Frame:
+    return encode("comparisonComplete", {"sessionId": session_id, "status": status})
+
+
+def authenticated(*, user_id: str) -> Frame:
+    return encode("authenticated", {"userId": user_id})
+
+
+def error(*, message: str, request_id: str | None = None, reason: str | None = None) -> Frame:
+    """``error``: ``{message, requestId?, reason?}``."""
+    data: dict[str, Any] = {"message": message}
+    if request_id is not None:
+        data["requestId"] = request_id
+    if reason is not None:
+        data["reason"] = reason
+    return encode("error", data)

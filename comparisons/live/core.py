@@ -1,0 +1,373 @@
+"""The live-comparison façade every transport uses: start, cancel, watch, stop watching.
+
+A transport (the ``/ws`` consumer, the Socket.IO server) authenticates a socket, then opens a
+:class:`Connection` for it with a :class:`~comparisons.live.subscribers.Subscriber` (its send
+method) and only parses inbound events, calls the connection and reports :class:`LiveError`
+messages. Everything about runs lives here: admission before any provider call, ``sessionCreated``
+before the run's frames, local and cross-process watching (snapshot + live events, exactly one
+``comparisonComplete``), cancels from any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from comparisons import events, selectors, services
+from comparisons.frames import StartComparison
+from comparisons.live.messages import (
+    RunCancel,
+    WatchEvent,
+    WatchRequest,
+    WatchStop,
+    run_group,
+    watch_group,
+)
+from comparisons.live.registry import LocalRuns, RunControl
+from comparisons.live.run import ComparisonRun, SlotRun
+from comparisons.live.subscribers import Subscriber
+from comparisons.maintenance import sweep_stale_comparisons
+from comparisons.models import Comparison, ComparisonStatus, new_comparison_id
+from providers.registry import providers
+from providers.types import StreamRequest
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a remote watch waits for the running process before checking its heartbeat.
+REMOTE_WATCH_TIMEOUT_SECONDS = 3.0
+
+
+class LiveError(Exception):
+    """A request the client gets an ``error`` event for (``str()`` is the message)."""
+
+
+class LiveComparisons:
+    """The live comparisons of one server process (one per process, passed to each transport)."""
+
+    def __init__(self) -> None:
+        self.runs = LocalRuns()
+        self.control = RunControl()
+
+    async def launch(
+        self,
+        *,
+        user_id: str,
+        prompt: str,
+        system: str = "",
+        slots: Sequence[services.SlotSpec],
+        replay_of_id: str | None = None,
+        enforce_limits: bool = True,
+    ) -> ComparisonRun:
+        """Save a new comparison (one database call), then start and register its run.
+
+        Admission comes first: the per-user limits are checked under a per-user lock in the
+        transaction that inserts the row, so they hold across every server process sharing the
+        database, and a refused start reaches no provider (raises
+        :class:`comparisons.services.LimitExceeded`; nothing is saved, sent or called then).
+        The run's frames are held until :meth:`ComparisonRun.release`.
+        """
+        keys = services.slot_keys([slot.model for slot in slots])
+        run = ComparisonRun(
+            comparison_id=new_comparison_id(),
+            user_id=user_id,
+            held=True,
+            on_end=self.control.leave,
+            slots=[
+                SlotRun(
+                    key=key,
+                    provider=providers[slot.provider],
+                    request=StreamRequest(
+                        model=slot.model,
+                        prompt=prompt,
+                        system=system or None,
+                        temperature=slot.temperature,
+                        max_tokens=slot.max_tokens,
+                    ),
+                )
+                for key, slot in zip(keys, slots, strict=True)
+            ],
+        )
+        create = database_sync_to_async(services.comparison_create)(
+            comparison_id=run.comparison_id,
+            user_id=user_id,
+            prompt=prompt,
+            system=system,
+            slots=slots,
+            replay_of_id=replay_of_id,
+            enforce_limits=enforce_limits,
+        )
+        # Reachable from other processes before anyone can know its id.
+        outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
+        failure = next((o for o in outcome if isinstance(o, BaseException)), None)
+        if failure is not None:
+            await self.control.leave(run)
+            raise failure
+        self.runs.add(run)  # starts it: the first upstream request follows the admission
+        return run
+
+    def connect(
+        self, *, user_id: str, subscriber: Subscriber, channel: str | None = None
+    ) -> Connection:
+        """Open the live side of an authenticated socket. ``channel``: the socket's own
+        channel-layer name when its transport has one (a Channels consumer), else the
+        connection makes one when it first needs it."""
+        return Connection(self, user_id=user_id, subscriber=subscriber, channel=channel)
+
+    def owned_run(self, *, user_id: str, comparison_id: str) -> ComparisonRun | None:
+        run = self.runs.get(comparison_id)
+        return run if run is not None and run.user_id == user_id else None
+
+
+def session_created(run: ComparisonRun, request_id: str | None = None) -> events.Frame:
+    return events.session_created(
+        session_id=run.comparison_id,
+        models=[
+            {"key": s.key, "provider": s.provider.alias, "modelName": s.request.model}
+            for s in run.slots
+        ],
+        request_id=request_id,
+    )
+
+
+def saved_snapshot(comparison: Comparison) -> dict[str, Any]:
+    """A saved comparison as ``sessionSnapshot`` data."""
+    models = []
+    for row in comparison.responses.all():
+        entry: dict[str, Any] = {
+            "key": row.key,
+            "provider": row.provider,
+            "modelName": row.model_name,
+            "status": row.status,
+            "content": row.content,
+            "nextIndex": row.chunk_count,
+        }
+        if row.metrics is not None:
+            entry["metrics"] = row.metrics
+        if row.error:
+            entry["error"] = row.error
+        models.append(entry)
+    return {"sessionId": comparison.id, "status": comparison.status, "models": models}
+
+
+def _alive(comparison: Comparison) -> bool:
+    """Still streaming, and its process flushed (its heartbeat) recently."""
+    if comparison.status != ComparisonStatus.STREAMING or comparison.heartbeat_at is None:
+        return False
+    age = (timezone.now() - comparison.heartbeat_at).total_seconds()
+    return age < settings.PLAYGROUND_HEARTBEAT_STALE_SECONDS
+
+
+class Connection:
+    """One authenticated socket's comparisons: those it started and those it watches."""
+
+    def __init__(
+        self,
+        live: LiveComparisons,
+        *,
+        user_id: str,
+        subscriber: Subscriber,
+        channel: str | None = None,
+    ) -> None:
+        self.live = live
+        self.user_id = user_id
+        self.subscriber = subscriber
+        self.started: set[str] = set()
+        self.watching: set[str] = set()
+        self._pending: dict[str, asyncio.TimerHandle] = {}
+        #: Remote runs that answered this socket's watch request.
+        self._answered: set[str] = set()
+        #: Recorded replays whose opening snapshot this socket forwarded.
+        self._replays: set[str] = set()
+        self._channel = channel
+        self._own_channel = False
+        self._listener: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- requests ------------------------------------------------------------------------------
+    async def start(self, request: StartComparison) -> ComparisonRun:
+        """Admit and start a comparison; this socket gets ``sessionCreated``, then its events.
+        Raises :class:`LiveError` (or the plan's ``ValueError``) when refused."""
+        slots = services.comparison_plan(choices=request.choices())
+        try:
+            run = await self.live.launch(
+                user_id=self.user_id,
+                prompt=request.prompt,
+                system=request.system or "",
+                slots=slots,
+            )
+        except services.LimitExceeded as exc:
+            raise LiveError(str(exc)) from None
+        self.started.add(run.comparison_id)
+        try:
+            await self.subscriber.send(session_created(run, request.requestId))
+        except Exception:
+            await run.release(None)  # the socket went away; the run goes on without it
+            return run
+        await run.release(self.subscriber)
+        return run
+
+    async def cancel(self, session_id: str, model: str | None = None) -> None:
+        """Stop a comparison of this user (or one model of it), in any process."""
+        run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
+        if run is not None:
+            if model is None:
+                run.cancel()
+            elif (slot := run.slot(model)) is not None:
+                run.cancel_slot(slot)
+            else:
+                raise LiveError(f"Session {session_id} has no model '{model}'")
+            return
+        comparison = await self._saved(session_id)
+        if comparison is None:
+            raise LiveError(f"Session {session_id} not found")
+        if comparison.status != ComparisonStatus.STREAMING:
+            raise LiveError(f"Session {session_id} is not running")
+        layer = get_channel_layer()
+        if layer is not None:
+            message = RunCancel(session=session_id, user_id=self.user_id, model=model)
+            await layer.group_send(run_group(session_id), message.message())
+
+    async def watch(self, session_id: str) -> None:
+        """Send ``sessionSnapshot`` and then every later event of a comparison of this user,
+        up to exactly one ``comparisonComplete``, wherever it runs (or its saved state)."""
+        run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
+        if run is not None:
+            self.watching.add(session_id)
+            run.watch(self.subscriber)
+            return
+        comparison = await self._saved(session_id)
+        if comparison is None:
+            raise LiveError(f"Session {session_id} not found")
+        layer = get_channel_layer()
+        channel = await self._inbox(layer)
+        if layer is not None and channel is not None:
+            # Recorded replays and remote runs reach this socket through the layer.
+            self.watching.add(session_id)
+            await layer.group_add(watch_group(session_id), channel)
+        if comparison.status != ComparisonStatus.STREAMING or layer is None or channel is None:
+            await self._send_saved(comparison)
+            return
+        # Running in another server process: ask it for a snapshot + live events.
+        self._arm(session_id)
+        request = WatchRequest(session=session_id, reply=channel, user_id=self.user_id)
+        await layer.group_send(run_group(session_id), request.message())
+
+    async def unwatch(self, session_id: str) -> None:
+        """Stop getting a comparison's events (the run goes on)."""
+        self.watching.discard(session_id)
+        self.started.discard(session_id)
+        handle = self._pending.pop(session_id, None)
+        if handle is not None:
+            handle.cancel()
+        run = self.live.runs.get(session_id)
+        if run is not None:
+            run.unsubscribe(self.subscriber.name)
+        layer = get_channel_layer()
+        if layer is None or self._channel is None:
+            return
+        with contextlib.suppress(Exception):
+            if run is None:
+                stop = WatchStop(session=session_id, reply=self._channel, user_id=self.user_id)
+                await layer.group_send(run_group(session_id), stop.message())
+            await layer.group_discard(watch_group(session_id), self._channel)
+
+    async def close(self) -> None:
+        """The socket closed: stop listening everywhere (runs keep going without it)."""
+        if self._closed:
+            return
+        self._closed = True
+        for session_id in self.started | self.watching:
+            await self.unwatch(session_id)
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+
+    # --- messages from other processes ---------------------------------------------------------
+    async def deliver(self, event: WatchEvent) -> None:
+        """Frames of a watched comparison from another process, or of a recorded replay."""
+        if event.replay is not None:
+            if event.opens:
+                self._replays.add(event.replay)
+            elif event.replay not in self._replays:
+                return  # joined mid-replay: without its snapshot, its chunks would not add up
+            await self.subscriber.send_many(event.frames)
+            return
+        session = event.session
+        handle = self._pending.pop(session, None)
+        if handle is not None:
+            handle.cancel()
+            self._answered.add(session)
+        elif session not in self._answered:
+            return  # too late: the saved state and its end marker were sent instead
+        await self.subscriber.send_many(event.frames)
+
+    async def _inbox(self, layer: Any) -> str | None:
+        """This socket's channel on the layer (made, with its receiving task, on first use)."""
+        if self._channel is None and layer is not None and not self._closed:
+            self._channel = await layer.new_channel()
+            self._own_channel = True
+            self._listener = asyncio.create_task(self._listen(layer, self._channel))
+        return self._channel
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == WatchEvent.type:
+                try:
+                    await self.deliver(WatchEvent.from_message(message))
+                except Exception:  # the socket went away; close() ends this task
+                    logger.debug("Could not deliver to %s", self.subscriber.name, exc_info=True)
+
+    # --- remote watch: waiting for the running process -------------------------------------------
+    def _arm(self, session_id: str) -> None:
+        self._pending[session_id] = asyncio.get_running_loop().call_later(
+            REMOTE_WATCH_TIMEOUT_SECONDS,
+            lambda: asyncio.ensure_future(self._remote_watch_timed_out(session_id)),
+        )
+
+    async def _remote_watch_timed_out(self, session_id: str) -> None:
+        """No answer from the running process yet: keep waiting while it is alive (a busy
+        process answers late, and a second snapshot would break chunk accounting); otherwise
+        the saved state is the answer (the run ended, or its process died)."""
+        if session_id not in self._pending:
+            return
+        comparison = await self._saved(session_id)
+        if session_id not in self._pending:
+            return  # answered meanwhile
+        if comparison is not None and _alive(comparison):
+            self._arm(session_id)
+            return
+        del self._pending[session_id]
+        if comparison is not None and comparison.status == ComparisonStatus.STREAMING:
+            # Its process died: mark it interrupted now (as the next sweep would), so this
+            # watcher gets a final state and its end marker rather than waiting for neither.
+            await database_sync_to_async(sweep_stale_comparisons)()
+            comparison = await self._saved(session_id)
+        if comparison is not None:
+            await self._send_saved(comparison)
+
+    async def _saved(self, session_id: str) -> Comparison | None:
+        return await database_sync_to_async(selectors.comparison_get)(
+            user_id=self.user_id, comparison_id=session_id
+        )
+
+    async def _send_saved(self, comparison: Comparison) -> None:
+        """The saved state as ``sessionSnapshot``; a finished comparison's is followed by its
+        one ``comparisonComplete``, as from a run, so every watcher gets one end marker."""
+        frames = [events.session_snapshot(saved_snapshot(comparison))]
+        if comparison.status != ComparisonStatus.STREAMING:
+            frames.append(
+                events.comparison_complete(session_id=comparison.id, status=comparison.status)
+            )
+        await self.subscriber.send_many(frames)

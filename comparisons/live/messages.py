@@ -1,0 +1,152 @@
+"""Cross-process messages of the live core, over the Channels layer: one class per message.
+
+Each class is used by both its sender (:meth:`message`) and its receiver (:meth:`from_message`);
+the ``type`` key routes it (a Channels consumer's ``watch_event`` handler for :class:`WatchEvent`).
+
+- :class:`WatchRequest`, :class:`WatchStop`, :class:`RunCancel`: to the group
+  :func:`run_group` of a comparison, which the process running it listens on;
+- :class:`WatchEvent`: frames for one watching socket (its reply channel), or for every socket
+  in :func:`watch_group` (a recorded replay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from comparisons.events import Frame
+
+
+def watch_group(comparison_id: str) -> str:
+    """The group every socket watching ``comparison_id`` joins (any server process)."""
+    return f"watch.{comparison_id}"
+
+
+def run_group(comparison_id: str) -> str:
+    """The group the process running ``comparison_id`` listens on for control messages."""
+    return f"run.{comparison_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRequest:
+    """A socket of ``user_id`` asks for ``session``'s snapshot and live events on ``reply``."""
+
+    type: ClassVar[str] = "watch.request"
+    session: str
+    reply: str
+    user_id: str
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "reply": self.reply,
+            "user_id": self.user_id,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> WatchRequest:
+        return cls(
+            session=str(message.get("session", "")),
+            reply=str(message.get("reply", "")),
+            user_id=str(message.get("user_id", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStop:
+    """The socket on ``reply`` stops watching ``session`` (it closed)."""
+
+    type: ClassVar[str] = "watch.stop"
+    session: str
+    reply: str
+    user_id: str
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "reply": self.reply,
+            "user_id": self.user_id,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> WatchStop:
+        return cls(
+            session=str(message.get("session", "")),
+            reply=str(message.get("reply", "")),
+            user_id=str(message.get("user_id", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancel:
+    """Stop ``session`` (every unfinished model, or only ``model``)."""
+
+    type: ClassVar[str] = "run.cancel"
+    session: str
+    user_id: str
+    model: str | None = None
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "user_id": self.user_id,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> RunCancel:
+        model = message.get("model")
+        return cls(
+            session=str(message.get("session", "")),
+            user_id=str(message.get("user_id", "")),
+            model=None if model is None else str(model),
+        )
+
+
+ControlMessage = WatchRequest | WatchStop | RunCancel
+
+_CONTROL: dict[str, Any] = {cls.type: cls for cls in (WatchRequest, WatchStop, RunCancel)}
+
+
+def control_from_message(message: dict[str, Any]) -> ControlMessage | None:
+    """The control message a run's process received, or ``None`` for anything else."""
+    cls = _CONTROL.get(str(message.get("type")))
+    return None if cls is None else cls.from_message(message)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """Frames of comparison ``session`` for a watching socket (a run's answer to its watch
+    request, or a recorded replay's frames).
+
+    ``replay`` names the recorded replay the frames belong to; ``opens`` marks its first
+    message (the replay's own ``sessionSnapshot``). A socket forwards a replay's frames only
+    when it saw that first message, so its watcher never gets chunks without their snapshot.
+    """
+
+    type: ClassVar[str] = "watch.event"
+    session: str
+    frames: list[Frame]
+    replay: str | None = None
+    opens: bool = False
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "frames": [frame.wire() for frame in self.frames],
+            "replay": self.replay,
+            "opens": self.opens,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> WatchEvent:
+        return cls(
+            session=str(message.get("session", "")),
+            frames=[Frame.from_wire(pair) for pair in message.get("frames") or ()],
+            replay=message.get("replay"),
+            opens=bool(message.get("opens", False)),
+        )

@@ -1,0 +1,297 @@
+"""Socket.IO at /socket.io/ of a real `manage.py serve` process, driven by python-socketio's own
+AsyncClient: the same product as /ws on both transports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import socketio
+import websockets
+
+from tests.comparisons.test_processes import chunks_by_model, demo_env, open_socket, rest
+from tests.servers import ProcessAuth, ProcessDatabases, Server
+from tests.socketio.clients import SioClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+TRANSPORTS = [["websocket"], ["polling"], None]  # None: the client's default (polling, upgrade)
+
+
+@pytest.fixture(scope="module")
+def auth() -> ProcessAuth:
+    return ProcessAuth()
+
+
+@pytest.fixture(scope="module")
+def server(
+    process_databases: ProcessDatabases,
+    tmp_path_factory: pytest.TempPathFactory,
+    auth: ProcessAuth,
+) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("sio")
+    with process_databases.copy() as database:
+        env = demo_env(
+            database,
+            tmp,
+            auth,
+            CORS_ORIGIN="http://app.example",
+            WS_MAX_SOCKETS_PER_USER="3",
+            CLERK_CLOCK_SKEW_SECONDS="0",
+            DEMO_TOKENS_PER_SECOND="200",
+        )
+        server = Server(env).start(stdout=tmp / "stdout.log")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+async def sio(server: Server, auth: ProcessAuth) -> Any:
+    """``await sio(user, transports=None)``: a connected Socket.IO client (handshake auth)."""
+    clients: list[SioClient] = []
+
+    async def _open(user: str, transports: list[str] | None = None, **kwargs: Any) -> SioClient:
+        client = await SioClient().connect(
+            server.url, token=auth.token(user), transports=transports, **kwargs
+        )
+        clients.append(client)
+        first = await client.receive()
+        assert first == {"event": "authenticated", "data": {"userId": user}}
+        return client
+
+    yield _open
+    for client in clients:
+        await client.close()
+
+
+TWO_MODELS = {
+    "prompt": "Tell me about relays",
+    "models": [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}],
+}
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=["websocket", "polling", "default"])
+async def test_a_comparison_streams_on_every_transport(server, auth, sio, transports) -> None:
+    user = f"user_stream_{transports[0] if transports else 'default'}"
+    client = await sio(user, transports)
+    ack = await client.call("startComparison", TWO_MODELS)
+    sid = ack["sessionId"]
+    events = await client.until("comparisonComplete", timeout=60)
+    assert events[0]["event"] == "sessionCreated"
+    assert events[0]["data"]["sessionId"] == sid
+    assert [m["key"] for m in events[0]["data"]["models"]] == ["demo-echo", "demo-fast"]
+    assert events[-1] == {
+        "event": "comparisonComplete",
+        "data": {"sessionId": sid, "status": "complete"},
+    }
+    chunks = chunks_by_model(events)
+    for key, items in chunks.items():
+        assert [c["index"] for c in items] == list(range(len(items))), key
+    completes = [e["data"] for e in events if e["event"] == "modelComplete"]
+    assert {c["model"] for c in completes} == {"demo-echo", "demo-fast"}
+    assert all(c["metrics"]["outputTokens"] > 0 for c in completes)
+    saved = rest(server, auth, user, f"/sessions/{sid}")
+    assert {k: v["content"] for k, v in saved["responses"].items()} == {
+        k: "".join(c["chunk"] for c in v) for k, v in chunks.items()
+    }
+
+
+async def test_the_seeds_providers_form_without_an_ack(sio) -> None:
+    client = await sio("user_seed_form")
+    await client.emit("startComparison", {"prompt": "hello", "providers": ["demo"]})
+    events = await client.until("comparisonComplete", timeout=60)
+    assert [e["event"] for e in events[:2]] == ["sessionCreated", "modelStatus"]
+    assert events[-1]["data"]["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "message"),
+    [
+        ("startComparison", {"providers": ["demo"]}, "prompt"),
+        ("startComparison", {"prompt": "x", "providers": ["nope"]}, "Unknown provider 'nope'"),
+        ("startComparison", "not an object", "startComparison"),
+        ("cancelComparison", {"sessionId": "0" * 24}, "not found"),
+        ("cancelModel", {"sessionId": "0" * 24}, "model"),
+        ("watchSession", {}, "sessionId"),
+        ("launchMissiles", {}, "Unknown event: launchMissiles"),
+    ],
+)
+async def test_bad_requests_get_a_named_error_and_the_socket_stays(
+    sio, event, data, message
+) -> None:
+    client = await sio(f"user_bad_{uuid.uuid4().hex[:8]}")  # its own per-user limits
+    ack = await client.call(event, data)
+    error = await client.receive()
+    assert error["event"] == "error"
+    assert message in error["data"]["message"]
+    assert ack == {"error": error["data"]["message"]}
+    await client.emit("startComparison", {"prompt": "still here", "providers": ["demo"]})
+    assert (await client.receive())["event"] == "sessionCreated"
+
+
+async def test_a_refused_start_keeps_its_request_id(sio) -> None:
+    client = await sio("user_request_id")
+    await client.emit("startComparison", {"prompt": "", "providers": ["demo"], "requestId": "r-7"})
+    error = await client.receive()
+    assert error["event"] == "error" and error["data"]["requestId"] == "r-7"
+
+
+async def test_cancel_and_watch_across_transports(server, auth, sio) -> None:
+    """A comparison started on Socket.IO is watched and cancelled from /ws, and the other way."""
+    user = "user_cross"
+    started = await sio(user)
+    long = {"prompt": "A long answer please " * 100, "providers": ["demo"]}
+    sid = (await started.call("startComparison", long))["sessionId"]
+    await started.until("modelChunk")
+
+    ws = await open_socket(server, auth, user)
+    await ws.send("watchSession", {"sessionId": sid})
+    snapshot = await ws.receive()
+    assert snapshot["event"] == "sessionSnapshot" and snapshot["data"]["status"] == "streaming"
+    await ws.send("cancelComparison", {"sessionId": sid})
+    watched = await ws.until("comparisonComplete")
+    assert watched[-1]["data"] == {"sessionId": sid, "status": "cancelled"}
+    ended = await started.until("comparisonComplete", session=sid)
+    assert ended[-1]["data"]["status"] == "cancelled"
+
+    await ws.send("startComparison", long)
+    other = (await ws.receive())["data"]["sessionId"]
+    watcher = await sio(user, ["polling"])
+    await watcher.emit("watchSession", {"sessionId": other})
+    assert (await watcher.receive())["event"] == "sessionSnapshot"
+    await watcher.emit("cancelModel", {"sessionId": other, "model": "demo-echo"})
+    events = await watcher.until("comparisonComplete")
+    assert {"sessionId": other, "model": "demo-echo", "status": "cancelled"} in [
+        e["data"] for e in events if e["event"] == "modelStatus"
+    ]
+    await ws.ws.close()
+
+
+async def test_another_users_session_is_not_found(sio) -> None:
+    owner = await sio("user_owner")
+    sid = (await owner.call("startComparison", {"prompt": "mine", "providers": ["demo"]}))[
+        "sessionId"
+    ]
+    stranger = await sio("user_stranger")
+    for event in ("watchSession", "cancelComparison"):
+        await stranger.emit(event, {"sessionId": sid})
+        error = await stranger.receive()
+        assert error == {"event": "error", "data": {"message": f"Session {sid} not found"}}
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [(None, "token-missing"), ("not-a-jwt", "token-malformed"), ("expired", "token-expired")],
+)
+async def test_a_missing_or_bad_token_refuses_the_connection(server, auth, token, code) -> None:
+    """(Every transport of the seed's own client: test_seed_client.py.)"""
+    if token == "expired":
+        token = auth.token("user_late", ttl=-60)
+    client = SioClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, token=token, transports=["websocket"])
+    assert client.connect_error["data"] == {"code": code}
+    assert client.connect_error["message"]
+
+
+async def test_header_and_cookie_tokens_are_accepted(server, auth) -> None:
+    for headers in (
+        {"Authorization": f"Bearer {auth.token('user_header')}"},
+        {"Cookie": f"__session={auth.token('user_header')}"},
+    ):
+        client = await SioClient().connect(server.url, headers=headers, transports=["websocket"])
+        assert (await client.receive())["data"] == {"userId": "user_header"}
+        await client.close()
+
+
+async def test_sockets_count_against_the_same_per_user_cap_as_ws(server, auth, sio) -> None:
+    """WS_MAX_SOCKETS_PER_USER=3 here: two /ws sockets and one Socket.IO fill it."""
+    user = "user_capped"
+    sockets = [await open_socket(server, auth, user) for _ in range(2)]
+    await sio(user)
+    client = SioClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, token=auth.token(user), transports=["websocket"])
+    assert client.connect_error["data"] == {"code": "too-many-connections"}
+    for socket in sockets:
+        await socket.ws.close()
+
+
+async def test_the_socket_lives_no_longer_than_its_token_unless_refreshed(server, auth) -> None:
+    """CLERK_CLOCK_SKEW_SECONDS=0 here: at the token's exp the socket gets ``error``
+    token-expired and is disconnected; one refreshed with ``authenticate`` stays."""
+    lapsing = await SioClient().connect(server.url, token=auth.token("user_exp", ttl=4))
+    refreshed = await SioClient().connect(server.url, token=auth.token("user_exp", ttl=4))
+    assert (await refreshed.receive())["event"] == "authenticated"
+    await refreshed.emit("authenticate", {"token": auth.token("user_exp", ttl=600)})
+    assert (await refreshed.receive())["event"] == "authenticated"
+
+    assert (await lapsing.receive())["event"] == "authenticated"
+    expired = await lapsing.receive(timeout=15)
+    assert expired["event"] == "error" and expired["data"]["reason"] == "token-expired"
+    await asyncio.wait_for(lapsing.disconnected.wait(), 10)
+
+    await refreshed.emit("startComparison", {"prompt": "still signed in", "providers": ["demo"]})
+    assert (await refreshed.receive())["event"] == "sessionCreated"
+    await refreshed.emit("authenticate", {"token": auth.token("user_other")})
+    mismatch = await refreshed.receive()
+    while mismatch["event"] != "error":
+        mismatch = await refreshed.receive()
+    assert mismatch["data"]["reason"] == "token-user-mismatch"
+    await asyncio.wait_for(refreshed.disconnected.wait(), 10)
+
+
+def _handshake(server: Server, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(
+        f"{server.url}/socket.io/?EIO=4&transport=polling&t={time.time()}", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
+def test_browser_origins_and_hosts_are_checked(server) -> None:
+    status, headers = _handshake(server, {"Origin": "http://app.example"})
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == "http://app.example"
+    assert _handshake(server, {"Origin": "http://evil.example"})[0] == 400
+    assert _handshake(server, {})[0] == 200  # not a browser: no Origin header
+    assert _handshake(server, {"Host": "evil.example"})[0] == 400
+
+
+async def test_a_websocket_from_a_foreign_origin_is_refused(server, auth) -> None:
+    url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(url, origin=websockets.Origin("http://evil.example")):
+            pass
+
+
+async def test_the_real_client_address_is_logged(process_databases, tmp_path, auth) -> None:
+    """engineio's environ says 127.0.0.1; the log names the address daphne saw (here the
+    proxy header it trusts)."""
+    with process_databases.copy() as database:
+        server = Server(demo_env(database, tmp_path, auth, LOG_LEVEL="INFO")).start()
+        try:
+            token = auth.token("user_logged")
+            client = await SioClient().connect(
+                server.url,
+                token=token,
+                transports=["websocket"],
+                headers={"X-Forwarded-For": "203.0.113.9"},
+            )
+            await client.receive()
+            await client.close()
+        finally:
+            server.stop()
+    log = server.process.stderr.read().decode()  # type: ignore[union-attr]
+    assert "Socket.IO connection from 203.0.113.9 for user_logged" in log
+    assert token not in log
