@@ -277,9 +277,10 @@ async def test_a_websocket_from_a_foreign_origin_is_refused(server, auth) -> Non
 
 async def test_the_real_client_address_is_logged(process_databases, tmp_path, auth) -> None:
     """engineio's environ says 127.0.0.1; the log names the address daphne saw (here the
-    proxy header it trusts)."""
+    proxy header it is configured to trust)."""
     with process_databases.copy() as database:
-        server = Server(demo_env(database, tmp_path, auth, LOG_LEVEL="INFO")).start()
+        env = demo_env(database, tmp_path, auth, LOG_LEVEL="INFO", TRUST_X_FORWARDED_PROTO="1")
+        server = Server(env).start()
         try:
             token = auth.token("user_logged")
             client = await SioClient().connect(
