@@ -19,6 +19,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 _dumps = json.dumps
+# Model text as UTF-8, not \uXXXX escapes (6 bytes per CJK character instead of 3). Only for
+# text checked at the boundary (providers/base.py, comparisons/frames.py: no lone surrogate, which
+# could not be sent as UTF-8); other events keep the escaping default. One encoder instance: a
+# json.dumps call with non-default options would build a new encoder each time.
+_text_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_dumps_text = _text_encoder.encode
 
 
 def _encode(value: Any) -> str:
@@ -126,9 +132,8 @@ def model_status(*, session_id: str, model: str, status: str) -> Frame:
 
 
 def model_chunk(*, session_id: str, model: str, chunk: str, index: int) -> Frame:
-    return encode(
-        "modelChunk", {"sessionId": session_id, "model": model, "chunk": chunk, "index": index}
-    )
+    data = {"sessionId": session_id, "model": model, "chunk": chunk, "index": index}
+    return Frame("modelChunk", _dumps_text(data))
 
 
 class ChunkEncoder:
@@ -142,7 +147,7 @@ class ChunkEncoder:
         )
 
     def __call__(self, chunk: str, index: int) -> Frame:
-        return Frame("modelChunk", f'{self._prefix}{_dumps(chunk)},"index":{index}}}')
+        return Frame("modelChunk", f'{self._prefix}{_dumps_text(chunk)},"index":{index}}}')
 
 
 def model_complete(
@@ -160,7 +165,7 @@ def model_error(*, session_id: str, model: str, error: str) -> Frame:
 def session_snapshot(snapshot: Mapping[str, Any]) -> Frame:
     """``{sessionId, status, models: [...], replay?}`` (built by the run, the database or a
     recorded replay)."""
-    return encode("sessionSnapshot", snapshot)
+    return Frame("sessionSnapshot", _dumps_text(snapshot))
 
 
 def comparison_complete(*, session_id: str, status: str) -> Frame:

@@ -37,7 +37,23 @@ def test_the_socketio_frame_is_what_python_socketio_itself_would_send(chunk: str
     frame = events.ChunkEncoder(session_id="s", model="m")(chunk, 0)
     data = {"sessionId": "s", "model": "m", "chunk": chunk, "index": 0}
     expected = packet.Packet(packet.EVENT, data=["modelChunk", data], namespace="/").encode()
-    assert frame.sio == expected
+    if chunk.isascii():
+        assert frame.sio == expected
+    else:  # ours carries the text as UTF-8, python-socketio's as \u escapes: the same packet
+        decoded = packet.Packet(encoded_packet=frame.sio)
+        assert (decoded.packet_type, decoded.data) == (packet.EVENT, ["modelChunk", data])
+        assert decoded.namespace in (None, "/")  # no namespace in the packet: the default one
+
+
+def test_model_text_goes_out_as_utf8_not_escapes() -> None:
+    """CJK text costs 3 bytes a character on the wire, not 6 (\\uXXXX)."""
+    text = "中文" * 1000
+    frame = events.ChunkEncoder(session_id="s", model="m")(text, 0)
+    assert text in frame.ws and len(frame.ws.encode()) < 3 * len(text) + 100
+    snapshot = events.session_snapshot(
+        {"sessionId": "s", "status": "complete", "models": [{"key": "m", "content": text}]}
+    )
+    assert text in snapshot.ws and json.loads(snapshot.ws)["data"]["models"][0]["content"] == text
 
 
 def test_ws_frames_have_the_documented_shape() -> None:
