@@ -46,8 +46,15 @@ class Client:
     async def until_event(self, name: str, timeout: float = 15) -> list[Event]:
         return await self.until(lambda e: e["event"] == name, timeout)
 
-    async def expect_nothing(self, timeout: float = 0.2) -> None:
-        assert await self.communicator.receive_nothing(timeout=timeout)
+    async def expect_nothing(self) -> None:
+        """Nothing more is pending for this socket: a probe frame's answer (the server handles a
+        socket's frames in order, after what it already sent) is the very next frame."""
+        await self.send("probe.nothing-pending", None)
+        answer = await self.receive()
+        assert answer == {
+            "event": "error",
+            "data": {"message": "Unknown event: probe.nothing-pending"},
+        }, answer
 
     async def close(self) -> None:
         await self.communicator.disconnect()

@@ -118,7 +118,7 @@ async def test_watch_and_limits_across_two_processes_sharing_redis(
         # A second comparison fills the limit of 2; a third on the other process is refused.
         await starter.send("startComparison", {"prompt": "again", "providers": ["demo"]})
         other = await open_socket(second, auth, "user_two")
-        await asyncio.sleep(0.3)
+        before += await starter.until("sessionCreated")  # admitted: now 2 are running
         await other.send("startComparison", {"prompt": "one more", "providers": ["demo"]})
         refused = await other.until("error")
         assert "limit 2" in refused[-1]["data"]["message"]
