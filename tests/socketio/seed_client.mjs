@@ -5,6 +5,7 @@
 //   action: start <prompt> <provider>...   startComparison, until comparisonComplete
 //           watch <sessionId>              watchSession, until comparisonComplete
 //           connect                         connect only (prints connect or connect_error)
+//           upgrade                         connect, then wait for the upgrade to WebSocket
 // The token comes from the SEED_TOKEN environment variable (never a URL or an argument).
 // Every event received is printed as one JSON line {"event", "data"}; exit 0 at the end.
 import { io } from "socket.io-client";
@@ -54,4 +55,7 @@ socket.on("comparisonComplete", (data) => {
   print("comparisonComplete", data);
   finish(0);
 });
-socket.io.engine?.on("upgrade", (transport) => print("upgrade", { transport: transport.name }));
+socket.io.engine?.on("upgrade", (transport) => {
+  print("upgrade", { transport: transport.name });
+  if (action === "upgrade") finish(0);
+});

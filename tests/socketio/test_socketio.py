@@ -4,6 +4,7 @@ AsyncClient: the same product as /ws on both transports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.error
 import urllib.request
@@ -135,6 +136,36 @@ async def test_bad_requests_get_a_named_error_and_the_socket_stays(
     assert ack == {"error": error["data"]["message"]}
     await client.emit("startComparison", {"prompt": "still here", "providers": ["demo"]})
     assert (await client.receive())["event"] == "sessionCreated"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "Frame is not valid JSON: nested too deeply"),
+        ('{"prompt": "x",', "Frame is not valid JSON"),
+    ],
+)
+async def test_undecodable_json_gets_a_named_error(server, auth, payload, message) -> None:
+    """Raw Engine.IO/Socket.IO frames (a library client cannot send broken JSON)."""
+    url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url) as ws:
+
+        async def recv() -> str:
+            text = await asyncio.wait_for(ws.recv(), 10)
+            assert isinstance(text, str)
+            return text
+
+        assert (await recv()).startswith("0")
+        await ws.send("40" + json.dumps({"token": auth.token("user_raw")}))
+        assert (await recv()).startswith("40")
+        assert (await recv()).startswith('42["authenticated"')
+        await ws.send('421["startComparison",' + payload + "]")
+        error = await recv()
+        assert error == "42" + json.dumps(["error", {"message": message}], separators=(",", ":"))
+        ack = await recv()
+        assert ack == "431" + json.dumps([{"error": message}], separators=(",", ":"))
+        await ws.send('42["startComparison",{"prompt":"still here","providers":["demo"]}]')
+        assert (await recv()).startswith('42["sessionCreated"')
 
 
 async def test_a_refused_start_keeps_its_request_id(sio) -> None:
