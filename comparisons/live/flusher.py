@@ -53,13 +53,22 @@ class ProgressFlusher:
                     progress.append((run.comparison_id, slot.progress()))
                     taken.append(slot)
         try:
-            await database_sync_to_async(services.comparison_progress_save)(
+            failed = await database_sync_to_async(services.comparison_progress_save)(
                 progress=progress, alive=[run.comparison_id for run in runs]
             )
         except Exception:
             logger.exception("Could not save the progress of %d comparisons", len(runs))
             for slot in taken:
                 slot.dirty = True  # the next flush tries again
+            return
+        if failed:
+            # Their progress was not applied (logged by the service): keep it to write again.
+            unsaved = set(failed)
+            for run in runs:
+                if run.comparison_id in unsaved:
+                    for slot in run.slots:
+                        if slot in taken:
+                            slot.dirty = True
 
     async def _every_interval(self) -> None:
         while True:
