@@ -1,0 +1,129 @@
+"""Outages of the services a server depends on, mid-stream, against real server processes:
+the run finishes and saves everything, and ``comparisonComplete`` means it is saved."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.comparisons.test_launchers import forward
+from tests.comparisons.test_processes import chunks_by_model, demo_env, open_socket, rest
+from tests.servers import ProcessAuth, Server, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def auth() -> ProcessAuth:
+    return ProcessAuth()
+
+
+class CuttableRelay:
+    """A TCP relay to ``host:port`` that can be cut (connections closed, new ones refused) and
+    restored on the same port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.listen_port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        self._writers |= {writer, up_writer}
+        try:
+            await asyncio.gather(forward(reader, up_writer), forward(up_reader, writer))
+        finally:
+            self._writers -= {writer, up_writer}
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.listen_port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+
+def drain_stderr(server: Server, path: Path) -> None:
+    """Keep the server's stderr pipe from filling up (outages are logged) into ``path``."""
+    pipe = server.process.stderr if server.process else None
+    if pipe is not None:
+
+        def copy() -> None:
+            with open(path, "wb") as out:
+                shutil.copyfileobj(pipe, out, 1)
+
+        threading.Thread(target=copy, daemon=True).start()
+
+
+def sessions_text(events: list[dict[str, Any]]) -> dict[str, str]:
+    return {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(events).items()}
+
+
+@pytest.mark.postgres
+async def test_a_database_cut_mid_stream_delays_complete_until_everything_is_saved(
+    database: str, tmp_path: Path, auth: ProcessAuth
+) -> None:
+    real = urllib.parse.urlsplit(database)
+    assert real.hostname and real.port
+    relay = CuttableRelay(real.hostname, real.port)
+    await relay.restore()
+    userinfo = real.netloc.rpartition("@")[0]
+    relayed = real._replace(netloc=f"{userinfo}@127.0.0.1:{relay.listen_port}").geturl()
+    env = demo_env(
+        relayed,
+        tmp_path,
+        auth,
+        DEMO_TOKENS_PER_SECOND="30",
+        PLAYGROUND_FLUSH_INTERVAL="0.2",
+        # Shorter than the cut: the sweeper marks the run interrupted once the database is back,
+        # and the run's final save must still win (its process is alive).
+        PLAYGROUND_HEARTBEAT_STALE_SECONDS="1.5",
+    )
+    server = Server(env).start()
+    drain_stderr(server, tmp_path / "server.log")
+    try:
+        socket = await open_socket(server, auth, "user_cut")
+        await socket.send(
+            "startComparison",
+            {"prompt": "Tell me a long story " * 4, "providers": ["demo", "demo"]},
+        )
+        created = await socket.receive()
+        assert created["event"] == "sessionCreated", created
+        sid = created["data"]["sessionId"]
+        events = await socket.until("modelChunk")
+        await relay.cut()
+        # Every model ends while the database is unreachable ...
+        ended: set[str] = set()
+        while len(ended) < 2:
+            event = await socket.receive(timeout=30)
+            events.append(event)
+            assert event["event"] != "comparisonComplete", "complete before anything was saved"
+            if event["event"] == "modelStatus" and event["data"]["status"] != "streaming":
+                ended.add(event["data"]["model"])
+        # ... and nothing says complete while it stays unreachable.
+        with contextlib.suppress(TimeoutError):
+            event = await socket.receive(timeout=3)
+            pytest.fail(f"{event['event']} while the database was unreachable")
+        await relay.restore()
+        events += await socket.until("comparisonComplete", timeout=60)
+        assert events[-1]["data"] == {"sessionId": sid, "status": "complete"}
+        saved = await asyncio.to_thread(rest, server, auth, "user_cut", f"/sessions/{sid}")
+        assert saved["status"] == "complete"
+        streamed = sessions_text(events)
+        assert {k: v["content"] for k, v in saved["responses"].items()} == streamed
+        assert {v["status"] for v in saved["responses"].values()} == {"complete"}
+    finally:
+        server.stop()
+        await relay.cut()
