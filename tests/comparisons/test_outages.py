@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
+import socket
+import subprocess
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -127,3 +131,82 @@ async def test_a_database_cut_mid_stream_delays_complete_until_everything_is_sav
     finally:
         server.stop()
         await relay.cut()
+
+
+class PrivateRedis:
+    """A redis-server of this test's own (the machine's shared one must not be killed)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tmp_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            cwd=self._dir,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+async def test_a_redis_outage_mid_stream_neither_closes_sockets_nor_spoils_runs(
+    database: str, tmp_path: Path, auth: ProcessAuth
+) -> None:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis.url,
+        DEMO_TOKENS_PER_SECOND="15",
+        PLAYGROUND_FLUSH_INTERVAL="0.2",
+    )
+    server = Server(env).start()
+    drain_stderr(server, tmp_path / "server.log")
+    try:
+        socket_ = await open_socket(server, auth, "user_redis")
+        await socket_.send(
+            "startComparison",
+            {"prompt": "Tell me a long story " * 4, "providers": ["demo", "demo"]},
+        )
+        created = await socket_.receive()
+        assert created["event"] == "sessionCreated", created
+        sid = created["data"]["sessionId"]
+        events = await socket_.until("modelChunk")
+        redis.kill()
+        # Mid-stream, without the layer: the socket stays open and the chunks keep coming.
+        while len(chunks_by_model(events).get(created["data"]["models"][0]["key"], [])) < 10:
+            events.append(await socket_.receive(timeout=30))
+            assert events[-1]["event"] != "comparisonComplete"
+        redis.start()
+        events += await socket_.until("comparisonComplete", timeout=60)
+        assert events[-1]["data"] == {"sessionId": sid, "status": "complete"}
+        streamed = sessions_text(events)
+        saved = await asyncio.to_thread(rest, server, auth, "user_redis", f"/sessions/{sid}")
+        assert saved["status"] == "complete"
+        assert {k: v["content"] for k, v in saved["responses"].items()} == streamed
+
+        # After the layer returned, a new start works (and leaves no orphan row).
+        await socket_.send("startComparison", {"prompt": "again", "providers": ["demo"]})
+        again = await socket_.until("comparisonComplete", timeout=60)
+        assert again[0]["event"] == "sessionCreated", again[0]
+        assert again[-1]["data"]["status"] == "complete"
+        listed = await asyncio.to_thread(rest, server, auth, "user_redis", "/sessions")
+        assert len(listed) == 2
+        assert {item["status"] for item in listed} == {"complete"}
+    finally:
+        server.stop()
+        redis.kill()
