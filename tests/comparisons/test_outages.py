@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_client
 
 from tests.comparisons.test_launchers import forward
+from tests.comparisons.test_lifecycle import assert_watched_exactly_once
 from tests.comparisons.test_processes import chunks_by_model, demo_env, open_socket, rest
 from tests.servers import ProcessAuth, Server, free_port
 
@@ -171,16 +173,19 @@ async def test_a_redis_outage_mid_stream_neither_closes_sockets_nor_spoils_runs(
         tmp_path,
         auth,
         REDIS_URL=redis.url,
-        DEMO_TOKENS_PER_SECOND="15",
+        # About 12 s of answer: it outlasts the outage and the re-join that follows it.
+        DEMO_TOKENS_PER_SECOND="10",
         PLAYGROUND_FLUSH_INTERVAL="0.2",
     )
     server = Server(env).start()
     drain_stderr(server, tmp_path / "server.log")
+    other = Server(env).start()
+    drain_stderr(other, tmp_path / "other.log")
     try:
         socket_ = await open_socket(server, auth, "user_redis")
         await socket_.send(
             "startComparison",
-            {"prompt": "Tell me a long story " * 4, "providers": ["demo", "demo"]},
+            {"prompt": "Tell me a long story " * 20, "providers": ["demo", "demo"]},
         )
         created = await socket_.receive()
         assert created["event"] == "sessionCreated", created
@@ -192,9 +197,29 @@ async def test_a_redis_outage_mid_stream_neither_closes_sockets_nor_spoils_runs(
             events.append(await socket_.receive(timeout=30))
             assert events[-1]["event"] != "comparisonComplete"
         redis.start()
+        # The restarted Redis knows no groups: the run's process re-joins its group ...
+        client = redis_client.Redis(port=redis.port)
+        try:
+            for _ in range(600):
+                if client.keys(f"*group:run.{sid}"):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the run never re-joined its group")
+        finally:
+            client.close()
+        # ... so a socket on another process watches it live (a streaming snapshot comes only
+        # from the running process).
+        watcher = await open_socket(other, auth, "user_redis")
+        await watcher.send("watchSession", {"sessionId": sid})
+        watched = await watcher.until("comparisonComplete", timeout=60)
+        assert watched[0]["event"] == "sessionSnapshot", watched[0]
+        assert watched[0]["data"]["status"] == "streaming"
+        assert watched[-1]["data"] == {"sessionId": sid, "status": "complete"}
         events += await socket_.until("comparisonComplete", timeout=60)
         assert events[-1]["data"] == {"sessionId": sid, "status": "complete"}
         streamed = sessions_text(events)
+        assert_watched_exactly_once(watched[0]["data"], watched[1:], streamed)
         saved = await asyncio.to_thread(rest, server, auth, "user_redis", f"/sessions/{sid}")
         assert saved["status"] == "complete"
         assert {k: v["content"] for k, v in saved["responses"].items()} == streamed
@@ -209,4 +234,5 @@ async def test_a_redis_outage_mid_stream_neither_closes_sockets_nor_spoils_runs(
         assert {item["status"] for item in listed} == {"complete"}
     finally:
         server.stop()
+        other.stop()
         redis.kill()
