@@ -108,6 +108,9 @@ class RunControl:
                 await outage.failed(exc)
                 continue
             outage.succeeded()
+            if self._runs.get(run.comparison_id) is not run:  # it ended meanwhile
+                with contextlib.suppress(Exception):
+                    await layer.group_discard(run_group(run.comparison_id), channel)
             return
 
     async def _rejoin(self, layer: Any, channel: str) -> None:
