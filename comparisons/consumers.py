@@ -6,7 +6,7 @@ It parses frames (:mod:`comparisons.frames`), calls the socket's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from accounts.consumers import AuthenticatedJsonConsumer
@@ -14,6 +14,7 @@ from accounts.principal import Principal
 from comparisons.events import Frame
 from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
 from comparisons.live.core import Connection, LiveComparisons, LiveError
+from comparisons.live.layer import RetryingReceive
 from comparisons.live.messages import WatchEvent
 from comparisons.live.subscribers import Subscriber
 
@@ -38,6 +39,23 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
     """One browser tab (or CLI) connected to ``/ws``."""
 
     live_connection: Connection | None = None
+    _channel_receive: RetryingReceive | None = None
+
+    @property
+    def channel_receive(self) -> RetryingReceive | None:
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        # Channels' receive on this socket's channel raises while the layer is down, which would
+        # close the socket with 1011: this one waits for the layer instead (and re-joins).
+        self._channel_receive = RetryingReceive(
+            receive, what=f"socket {self.channel_name}", rejoin=self._layer_rejoin
+        )
+
+    async def _layer_rejoin(self) -> None:
+        if self.live_connection is not None:
+            await self.live_connection.rejoin()
 
     def __init__(self, *args: Any, live: LiveComparisons, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

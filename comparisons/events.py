@@ -168,8 +168,13 @@ def session_snapshot(snapshot: Mapping[str, Any]) -> Frame:
     return Frame("sessionSnapshot", _dumps_text(snapshot))
 
 
-def comparison_complete(*, session_id: str, status: str) -> Frame:
-    return encode("comparisonComplete", {"sessionId": session_id, "status": status})
+def comparison_complete(*, session_id: str, status: str, saved: bool = True) -> Frame:
+    """``comparisonComplete``: ``{sessionId, status, saved?}``; ``saved: false`` only when the
+    final state could not be stored (the status is then the run's, not the database's)."""
+    data: dict[str, Any] = {"sessionId": session_id, "status": status}
+    if not saved:
+        data["saved"] = False
+    return encode("comparisonComplete", data)
 
 
 def authenticated(*, user_id: str) -> Frame:

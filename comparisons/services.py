@@ -352,7 +352,13 @@ def _progress_write(
 
 
 #: The database itself is unusable: trying each comparison on its own would fail alike.
-_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def connection_drop() -> None:
+    """Close this thread's database connection, so the next query opens a fresh one (after a
+    connection error; a persistent connection would otherwise be reused broken)."""
+    connection.close()
 
 
 def comparison_progress_save(
@@ -376,7 +382,7 @@ def comparison_progress_save(
         with transaction.atomic():
             _progress_write(progress=progress, alive=alive, status=status)
         return []
-    except _CONNECTION_ERRORS:
+    except CONNECTION_ERRORS:
         raise
     except Exception:  # isolated below, comparison by comparison, and logged there
         pass
@@ -402,7 +408,7 @@ def _progress_save_each(
                     alive=[comparison_id] if comparison_id in living else [],
                     status=status,
                 )
-        except _CONNECTION_ERRORS:
+        except CONNECTION_ERRORS:
             raise
         except Exception as exc:
             # Model output is in the values (and may be in the error's text): never logged.

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from comparisons import events, selectors, services
 from comparisons.frames import StartComparison
+from comparisons.live.layer import RetryingReceive
 from comparisons.live.messages import (
     RunCancel,
     WatchEvent,
@@ -233,7 +234,13 @@ class Connection:
         layer = get_channel_layer()
         if layer is not None:
             message = RunCancel(session=session_id, user_id=self.user_id, model=model)
-            await layer.group_send(run_group(session_id), message.message())
+            try:
+                await layer.group_send(run_group(session_id), message.message())
+            except Exception:
+                raise LiveError(
+                    f"Session {session_id} runs on another server, which cannot be reached"
+                    " right now; try again"
+                ) from None
 
     async def watch(self, session_id: str) -> None:
         """Send ``sessionSnapshot`` and then every later event of a comparison of this user,
@@ -251,14 +258,18 @@ class Connection:
         if layer is not None and channel is not None:
             # Recorded replays and remote runs reach this socket through the layer.
             self.watching.add(session_id)
-            await layer.group_add(watch_group(session_id), channel)
+            try:
+                await layer.group_add(watch_group(session_id), channel)
+            except Exception as exc:  # joined by rejoin() once the layer is back
+                logger.warning("Channel layer unavailable for a watch (%s)", type(exc).__name__)
         if comparison.status != ComparisonStatus.STREAMING or layer is None or channel is None:
             await self._send_saved(comparison)
             return
         # Running in another server process: ask it for a snapshot + live events.
         self._arm(session_id)
         request = WatchRequest(session=session_id, reply=channel, user_id=self.user_id)
-        await layer.group_send(run_group(session_id), request.message())
+        with contextlib.suppress(Exception):  # unanswered: the saved state follows the timeout
+            await layer.group_send(run_group(session_id), request.message())
 
     async def unwatch(self, session_id: str) -> None:
         """Stop getting a comparison's events (the run goes on)."""
@@ -293,6 +304,16 @@ class Connection:
             self._listener.cancel()
             self._listener = None
 
+    async def rejoin(self) -> None:
+        """After a layer outage: this socket's watch groups again (a restarted Redis forgot
+        them). Comparisons running here need none."""
+        layer = get_channel_layer()
+        if layer is None or self._channel is None:
+            return
+        for session_id in list(self.watching):
+            if self.live.runs.get(session_id) is None:
+                await layer.group_add(watch_group(session_id), self._channel)
+
     # --- messages from other processes ---------------------------------------------------------
     async def deliver(self, event: WatchEvent) -> None:
         """Frames of a watched comparison from another process, or of a recorded replay."""
@@ -321,8 +342,13 @@ class Connection:
         return self._channel
 
     async def _listen(self, layer: Any, channel: str) -> None:
+        receive = RetryingReceive(
+            lambda: layer.receive(channel),
+            what=f"socket {self.subscriber.name}",
+            rejoin=self.rejoin,
+        )
         while True:
-            message = await layer.receive(channel)
+            message = await receive()
             if message.get("type") == WatchEvent.type:
                 try:
                     await self.deliver(WatchEvent.from_message(message))

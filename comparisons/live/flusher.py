@@ -27,6 +27,7 @@ class ProgressFlusher:
     def __init__(self, source: Callable[[], Iterable[ComparisonRun]]) -> None:
         self._source = source
         self._task: asyncio.Task[None] | None = None
+        self._failing = False
 
     def wake(self) -> None:
         """Make sure the periodic flush runs on this event loop."""
@@ -53,13 +54,34 @@ class ProgressFlusher:
                     progress.append((run.comparison_id, slot.progress()))
                     taken.append(slot)
         try:
-            await database_sync_to_async(services.comparison_progress_save)(
+            failed = await database_sync_to_async(services.comparison_progress_save)(
                 progress=progress, alive=[run.comparison_id for run in runs]
             )
+        except services.CONNECTION_ERRORS as exc:
+            # Once per outage, not every interval: the next flush tries again.
+            if not self._failing:
+                logger.warning("Database unreachable, progress kept to save later (%s)", exc)
+            self._failing = True
+            for slot in taken:
+                slot.dirty = True
+            await database_sync_to_async(services.connection_drop)()
+            return
         except Exception:
             logger.exception("Could not save the progress of %d comparisons", len(runs))
             for slot in taken:
                 slot.dirty = True  # the next flush tries again
+            return
+        if self._failing:
+            self._failing = False
+            logger.warning("Database reachable again, progress saved")
+        if failed:
+            # Their progress was not applied (logged by the service): keep it to write again.
+            unsaved = set(failed)
+            for run in runs:
+                if run.comparison_id in unsaved:
+                    for slot in run.slots:
+                        if slot in taken:
+                            slot.dirty = True
 
     async def _every_interval(self) -> None:
         while True:

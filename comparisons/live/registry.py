@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from channels.layers import get_channel_layer
 
 from comparisons.live.flusher import ProgressFlusher
+from comparisons.live.layer import LayerOutage, RetryingReceive
 from comparisons.live.messages import (
     RunCancel,
     WatchRequest,
@@ -25,6 +27,8 @@ from comparisons.live.messages import (
 )
 from comparisons.live.run import ComparisonRun
 from comparisons.live.subscribers import RemoteWatcher, remote_name
+
+logger = logging.getLogger(__name__)
 
 
 class LocalRuns:
@@ -73,6 +77,7 @@ class RunControl:
         self._channel: str | None = None
         self._key: tuple[Any, Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._joining: set[asyncio.Task[None]] = set()
 
     async def join(self, run: ComparisonRun) -> None:
         """Make ``run`` reachable by watchers and cancels from other processes."""
@@ -81,7 +86,37 @@ class RunControl:
             return
         channel = await self._listening(layer)
         self._runs[run.comparison_id] = run
-        await layer.group_add(run_group(run.comparison_id), channel)
+        try:
+            await layer.group_add(run_group(run.comparison_id), channel)
+        except Exception as exc:
+            # The run runs locally all the same; it joins once the layer is back.
+            logger.warning(
+                "Comparison %s not reachable from other processes yet (%s)",
+                run.comparison_id,
+                type(exc).__name__,
+            )
+            task = asyncio.create_task(self._join_later(layer, run, channel))
+            self._joining.add(task)
+            task.add_done_callback(self._joining.discard)
+
+    async def _join_later(self, layer: Any, run: ComparisonRun, channel: str) -> None:
+        outage = LayerOutage(f"comparison {run.comparison_id}")
+        while self._runs.get(run.comparison_id) is run and self._channel == channel:
+            try:
+                await layer.group_add(run_group(run.comparison_id), channel)
+            except Exception as exc:
+                await outage.failed(exc)
+                continue
+            outage.succeeded()
+            if self._runs.get(run.comparison_id) is not run:  # it ended meanwhile
+                with contextlib.suppress(Exception):
+                    await layer.group_discard(run_group(run.comparison_id), channel)
+            return
+
+    async def _rejoin(self, layer: Any, channel: str) -> None:
+        """After a layer outage: every local run's group again (a restarted Redis forgot them)."""
+        for comparison_id in list(self._runs):
+            await layer.group_add(run_group(comparison_id), channel)
 
     async def leave(self, run: ComparisonRun) -> None:
         """Stop routing messages to ``run``; the listener stops with the process's last run."""
@@ -111,8 +146,13 @@ class RunControl:
         return self._channel
 
     async def _listen(self, layer: Any, channel: str) -> None:
+        receive = RetryingReceive(
+            lambda: layer.receive(channel),
+            what="run control",
+            rejoin=lambda: self._rejoin(layer, channel),
+        )
         while True:
-            message = control_from_message(await layer.receive(channel))
+            message = control_from_message(await receive())
             if message is None:
                 continue
             run = self._runs.get(message.session)

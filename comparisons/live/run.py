@@ -44,6 +44,10 @@ class RunState(enum.Enum):
     ENDED = "ended"
 
 
+#: Seconds between attempts of a final save while the database is unreachable (the last
+#: one repeats for as long as the process lives).
+SAVE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+
 _NEXT: dict[RunState, frozenset[RunState]] = {
     RunState.ADMITTED: frozenset({RunState.STREAMING}),
     RunState.STREAMING: frozenset({RunState.CANCELLING, RunState.FINISHING}),
@@ -305,8 +309,10 @@ class ComparisonRun:
             self.status = services.comparison_overall_status(
                 [s.status for s in self.slots], cancelled=cancelled
             )
-            await self._save([], status=self.status)
-            final = events.comparison_complete(session_id=self.comparison_id, status=self.status)
+            saved = await self._save_final(self.status)
+            final = events.comparison_complete(
+                session_id=self.comparison_id, status=self.status, saved=saved
+            )
             self._final = final
             self._enter(RunState.ENDED)
             await self.fanout.publish(final)
@@ -316,17 +322,58 @@ class ComparisonRun:
                 await self._on_end(self)
             self.done.set()
 
-    async def _save(self, slots: list[SlotRun], *, status: str | None = None) -> None:
+    async def _save(self, slots: list[SlotRun]) -> None:
+        """Save finished slots now; what cannot be saved stays dirty for the flusher (and the
+        final save writes every slot anyway)."""
         progress = [slot.progress() for slot in slots]
         for slot in slots:
             slot.dirty = False
         async with self._save_lock:
             try:
                 await database_sync_to_async(services.comparison_save_progress)(
-                    comparison_id=self.comparison_id, progress=progress, status=status
+                    comparison_id=self.comparison_id, progress=progress
                 )
             except Exception:
+                logger.warning("Could not save comparison %s yet", self.comparison_id)
+                for slot in slots:
+                    slot.dirty = True
+
+    async def _save_final(self, status: str) -> bool:
+        """Save every slot and the final ``status`` in one transaction, before
+        ``comparisonComplete`` goes out. While the database is unreachable this is retried with
+        backoff for as long as the process lives (the connection is dropped before each retry),
+        and it overwrites an ``interrupted`` a sweep may have written meanwhile: the process is
+        alive and its state is the truth. False when the state cannot be stored at all."""
+        delays = iter(SAVE_RETRY_DELAYS)
+        attempts = 0
+        while True:
+            progress = [slot.progress() for slot in self.slots]
+            try:
+                async with self._save_lock:
+                    await database_sync_to_async(services.comparison_save_progress)(
+                        comparison_id=self.comparison_id, progress=progress, status=status
+                    )
+            except services.ProgressNotSaved:
+                return False  # logged by the service (without the model's output)
+            except services.CONNECTION_ERRORS as exc:
+                attempts += 1
+                if attempts == 1:
+                    logger.warning(
+                        "Database unreachable saving comparison %s (%s); retrying",
+                        self.comparison_id,
+                        type(exc).__name__,
+                    )
+                await database_sync_to_async(services.connection_drop)()
+                await asyncio.sleep(next(delays, SAVE_RETRY_DELAYS[-1]))
+                continue
+            except Exception:
                 logger.exception("Could not save comparison %s", self.comparison_id)
+                return False
+            if attempts:
+                logger.warning("Saved comparison %s after %d retries", self.comparison_id, attempts)
+            for slot in self.slots:
+                slot.dirty = False
+            return True
 
     async def _run_slot(self, slot: SlotRun) -> None:
         sid = self.comparison_id

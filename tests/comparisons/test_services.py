@@ -282,3 +282,21 @@ def test_a_final_save_that_cannot_be_stored_says_so_and_keeps_the_heartbeat() ->
     assert saved.status == "streaming"  # not "complete" with an answer that was not saved
     assert saved.heartbeat_at is not None
     assert saved.heartbeat_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_final_save_after_a_sweep_wins_the_process_was_alive() -> None:
+    """A database outage long enough for a sweep to mark a live run interrupted: the run's
+    final save, once the database is back, sets every slot and the final status."""
+    comparison = services.comparison_create(user_id="user_a", prompt="Hi", slots=SLOTS[:1])
+    Comparison.objects.update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    assert services.comparison_sweep_stale(stale_before=timezone.now()) == [comparison.pk]
+    done = services.ResponseProgress(
+        key="demo-echo", status="complete", content="all of it", chunk_count=2
+    )
+    services.comparison_save_progress(
+        comparison_id=comparison.pk, progress=[done], status="complete"
+    )
+    saved = selectors.comparison_get(user_id="user_a", comparison_id=comparison.pk)
+    assert saved is not None and saved.status == "complete"
+    [row] = saved.responses.all()
+    assert (row.status, row.content, row.error) == ("complete", "all of it", "")

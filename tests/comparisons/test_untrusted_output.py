@@ -126,3 +126,18 @@ async def test_a_non_text_answer_part_ends_that_model_with_model_error(
         GPT: ("error", "GPT "),
         "llama3.2": ("complete", "all good"),
     }
+
+
+async def test_a_final_state_no_column_can_hold_ends_with_complete_saying_not_saved(
+    upstream_providers, connect, settings
+) -> None:
+    """An upstream that reports an absurd token count (more than any integer column holds): the
+    client still gets its one ``comparisonComplete``, and it says the state was not saved."""
+    settings.PLAYGROUND_FLUSH_INTERVAL = 0.05
+    upstream_providers.script("huge", deltas=["Hello"], input_tokens=10**20)
+    alice = await connect("user_alice")
+    await alice.send("startComparison", {"prompt": "scenario:huge", "providers": ["openai"]})
+    sid = (await alice.until_event("sessionCreated"))[-1]["data"]["sessionId"]
+    events = await alice.until_event("comparisonComplete")
+    assert events[-1]["data"] == {"sessionId": sid, "status": "complete", "saved": False}
+    assert await saved_status(sid) == "streaming"  # not "complete" with an answer not saved
