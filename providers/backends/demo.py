@@ -28,8 +28,9 @@ def demo_answer(request: StreamRequest) -> str:
     if len(prompt) > _MAX_ECHO_CHARS:
         prompt = prompt[:_MAX_ECHO_CHARS].rstrip() + " …"
     lines = [
-        f"This is the offline demo of AI Playground (model {request.model}), "
-        "not a real language model.",
+        # Naming neither the model nor the provider: a blind battle of demo models must not
+        # give itself away (a real model that names itself is flagged by its user).
+        "This is AI Playground's offline stand-in, not a real language model.",
         f'You asked: "{prompt}"',
     ]
     if request.system:
