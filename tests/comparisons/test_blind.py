@@ -103,3 +103,75 @@ async def test_a_bad_blind_start_is_refused_readably(
     assert event["event"] == "error"
     assert message in event["data"]["message"]
     assert await Comparison.objects.acount() == 0
+
+
+async def _blind_battle(client: Any) -> tuple[str, list[dict[str, Any]]]:
+    models = [
+        {"provider": "demo", "model": "demo-echo"},
+        {"provider": "demo", "model": "demo-fast"},
+    ]
+    await client.send("startComparison", {"prompt": "hi", "models": models, "blind": True})
+    events = await client.until_event("comparisonComplete")
+    return events[0]["data"]["sessionId"], events
+
+
+async def test_vote_undo_vote_and_reveal_over_the_socket(upstream_providers, connect) -> None:
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    await alice.send("vote", {"sessionId": sid, "winner": "B"})
+    assert await alice.receive() == {
+        "event": "voteRecorded",
+        "data": {"sessionId": sid, "turn": 0, "winner": "B"},
+    }
+    await alice.send("unvote", {"sessionId": sid})
+    assert (await alice.receive())["event"] == "voteRetracted"
+    await alice.send("vote", {"sessionId": sid, "winner": "A", "turn": 0})
+    assert (await alice.receive())["data"]["winner"] == "A"
+    await alice.send("reveal", {"sessionId": sid})
+    revealed = await alice.receive()
+    assert revealed["event"] == "revealed"
+    models = revealed["data"]["models"]
+    assert [m["key"] for m in models] == ["A", "B"]
+    assert {m["modelName"] for m in models} == {"demo-echo", "demo-fast"}
+    assert {m["provider"] for m in models} == {"demo"}
+    # Revealed: the blind vote is locked, and it counts on the leaderboard.
+    await alice.send("unvote", {"sessionId": sid})
+    locked = await alice.receive()
+    assert locked["event"] == "error" and "can no longer be undone" in locked["data"]["message"]
+    board = await sync_to_async(arena_services.leaderboard_current)(user_id="user_alice")
+    winner = next(m["modelName"] for m in models if m["key"] == "A")
+    assert board["models"][0]["model"] == winner and board["models"][0]["wins"] == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "message"),
+    [
+        ("vote", {"sessionId": "SID", "winner": "Z"}, "Unknown winner 'Z'"),
+        ("vote", {"sessionId": "SID", "winner": "A", "turn": 3}, "Turn 3 does not exist"),
+        ("vote", {"sessionId": "SID", "winner": "A", "turn": "0"}, "turn: Input should be"),
+        ("vote", {"sessionId": "SID"}, "Invalid vote: winner: Field required"),
+        ("unvote", {"sessionId": "SID"}, "No vote on turn 0"),
+        ("reveal", {}, "Invalid reveal: sessionId: Field required"),
+    ],
+)
+async def test_bad_arena_events_get_a_readable_error(
+    upstream_providers, connect, event: str, data: dict[str, Any], message: str
+) -> None:
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    await alice.send(event, {k: sid if v == "SID" else v for k, v in data.items()})
+    answer = await alice.receive()
+    assert answer["event"] == "error"
+    assert message in answer["data"]["message"]
+
+
+@pytest.mark.parametrize("event", ["vote", "unvote", "reveal"])
+async def test_another_users_comparison_is_not_found(upstream_providers, connect, event) -> None:
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    mallory = await connect("user_mallory")
+    await mallory.send(event, {"sessionId": sid, "winner": "A"})
+    answer = await mallory.receive()
+    assert answer == {"event": "error", "data": {"message": f"Session {sid} not found"}}
+    comparison = await Comparison.objects.aget(pk=sid)
+    assert comparison.identity_hidden
