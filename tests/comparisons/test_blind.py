@@ -175,3 +175,25 @@ async def test_another_users_comparison_is_not_found(upstream_providers, connect
     assert answer == {"event": "error", "data": {"message": f"Session {sid} not found"}}
     comparison = await Comparison.objects.aget(pk=sid)
     assert comparison.identity_hidden
+
+
+async def test_a_recorded_replay_of_a_hidden_battle_names_no_model(
+    upstream_providers, connect
+) -> None:
+    from comparisons.events import Frame
+    from comparisons.playback import comparison_play_recorded
+    from comparisons.selectors import comparison_get
+
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    comparison = await sync_to_async(comparison_get)(user_id="user_alice", comparison_id=sid)
+    assert comparison is not None
+    frames: list[Frame] = []
+
+    async def publish(frame: Frame) -> None:
+        frames.append(frame)
+
+    await comparison_play_recorded(comparison=comparison, speed=1000.0, publish=publish)
+    assert frames[0].event == "sessionSnapshot" and frames[-1].event == "comparisonComplete"
+    assert sum(f.event == "modelChunk" for f in frames) > 0
+    assert [f.ws for f in frames if leaks(f.ws)] == []
