@@ -11,8 +11,17 @@ from typing import Any
 
 from accounts.consumers import AuthenticatedJsonConsumer
 from accounts.principal import Principal
+from arena import sockets as arena_sockets
+from arena.errors import ArenaError
 from comparisons.events import Frame
-from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
+from comparisons.frames import (
+    ModelRef,
+    SessionRef,
+    StartComparison,
+    VoteCast,
+    VoteRetract,
+    parse,
+)
 from comparisons.live.core import Connection, LiveComparisons, LiveError
 from comparisons.live.layer import RetryingReceive
 from comparisons.live.messages import WatchEvent
@@ -110,6 +119,36 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             await self.connection.watch(frame.sessionId)
         except (ValueError, LiveError) as exc:
             await self.send_error(str(exc))
+
+    # --- arena events *(new)* -----------------------------------------------------------------
+    async def on_vote(self, data: Any) -> None:
+        try:
+            frame = parse(VoteCast, "vote", data)
+            answer = await arena_sockets.vote_record(user_id=self.connection.user_id, frame=frame)
+        except (ValueError, ArenaError) as exc:
+            await self.send_error(str(exc))
+        else:
+            await self.send(text_data=answer.ws)
+
+    async def on_unvote(self, data: Any) -> None:
+        try:
+            frame = parse(VoteRetract, "unvote", data)
+            answer = await arena_sockets.vote_undo(user_id=self.connection.user_id, frame=frame)
+        except (ValueError, ArenaError) as exc:
+            await self.send_error(str(exc))
+        else:
+            await self.send(text_data=answer.ws)
+
+    async def on_reveal(self, data: Any) -> None:
+        try:
+            frame = parse(SessionRef, "reveal", data)
+            user_id = self.connection.user_id
+            answer = await arena_sockets.comparison_reveal(user_id=user_id, frame=frame)
+        except (ValueError, ArenaError) as exc:
+            await self.send_error(str(exc))
+        else:
+            self.connection.revealed(frame.sessionId)
+            await self.send(text_data=answer.ws)
 
     # --- channel-layer messages ----------------------------------------------------------------
     async def watch_event(self, message: dict[str, Any]) -> None:

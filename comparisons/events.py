@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 _dumps = json.dumps
@@ -117,13 +117,34 @@ class Metrics:
         values = asdict(self)
         return {name: values[attr] for attr, name in self._WIRE}
 
+    def hidden(self) -> Metrics:
+        """These metrics without what betrays the model (:func:`metrics_hidden`)."""
+        return replace(self, estimated_cost=None, price_version=None, response_model=None)
+
+
+#: A blind comparison's model error before the reveal: the vendor's wording would betray it.
+HIDDEN_ERROR = "The model failed (the reason is shown once the models are revealed)."
+
+
+def metrics_hidden(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """Saved ``metrics`` of a blind comparison before its reveal: the price-derived cost, its
+    price list and the model the vendor says answered are withheld (REST masks the same)."""
+    return {**wire, "estimatedCost": None, "priceVersion": None, "responseModel": None}
+
 
 def session_created(
-    *, session_id: str, models: list[dict[str, str]], request_id: str | None = None
+    *,
+    session_id: str,
+    models: list[dict[str, str | None]],
+    request_id: str | None = None,
+    blind: bool = False,
 ) -> Frame:
+    """``blind`` *(new)*: the models' ``provider`` and ``modelName`` are null until revealed."""
     data: dict[str, Any] = {"sessionId": session_id, "models": models}
     if request_id is not None:
         data["requestId"] = request_id
+    if blind:
+        data["blind"] = True
     return encode("sessionCreated", data)
 
 
@@ -175,6 +196,21 @@ def comparison_complete(*, session_id: str, status: str, saved: bool = True) -> 
     if not saved:
         data["saved"] = False
     return encode("comparisonComplete", data)
+
+
+def vote_recorded(*, session_id: str, turn: int, winner: str) -> Frame:
+    """``voteRecorded`` *(new)*: the answer to ``vote``."""
+    return encode("voteRecorded", {"sessionId": session_id, "turn": turn, "winner": winner})
+
+
+def vote_retracted(*, session_id: str, turn: int) -> Frame:
+    """``voteRetracted`` *(new)*: the answer to ``unvote``."""
+    return encode("voteRetracted", {"sessionId": session_id, "turn": turn})
+
+
+def revealed(*, session_id: str, models: list[dict[str, str]]) -> Frame:
+    """``revealed`` *(new)*: a blind comparison's ``[{key, provider, modelName}]``."""
+    return encode("revealed", {"sessionId": session_id, "models": models})
 
 
 def authenticated(*, user_id: str) -> Frame:

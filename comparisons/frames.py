@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -57,6 +58,8 @@ class StartComparison(Frame):
     models: list[ModelChoice] | None = None
     system: Annotated[Text, Field(max_length=32_000)] | None = None
     requestId: RequestId | None = None
+    #: *(new)* A blind battle: keys ``A``, ``B``, … in random order, models hidden until revealed.
+    blind: StrictBool = False
 
     @field_validator("prompt")
     @classmethod
@@ -78,6 +81,8 @@ class StartComparison(Frame):
         limit = settings.PLAYGROUND_MAX_MODELS
         if len(choices) > limit:
             raise ValueError(f"{len(choices)} models requested; the limit is {limit}")
+        if self.blind and len(choices) < 2:
+            raise ValueError("a blind comparison needs at least two models")
         return self
 
     def choices(self) -> list[ModelChoice]:
@@ -92,6 +97,23 @@ class SessionRef(Frame):
 
 class ModelRef(SessionRef):
     model: Annotated[Text, Field(min_length=1, max_length=255)]
+
+
+Turn = Annotated[StrictInt, Field(ge=0, le=10_000)]
+
+
+class VoteCast(SessionRef):
+    """``vote`` *(new)*: a slot key (``A``, ``B``, … in a blind comparison), ``tie`` or
+    ``bothBad``, on ``turn`` (default 0)."""
+
+    winner: Annotated[Text, Field(min_length=1, max_length=255)]
+    turn: Turn = 0
+
+
+class VoteRetract(SessionRef):
+    """``unvote`` *(new)*: undo the vote on ``turn`` (default 0)."""
+
+    turn: Turn = 0
 
 
 def describe_error(event: str, error: ValidationError) -> str:

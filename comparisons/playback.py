@@ -52,8 +52,11 @@ def recorded_chunks(response: ModelResponse) -> list[tuple[float, str]]:
     return out
 
 
-def replay_snapshot(comparison_id: str, responses: list[ModelResponse]) -> dict[str, Any]:
-    """The ``sessionSnapshot`` a recorded replay opens with: nothing played yet."""
+def replay_snapshot(
+    comparison_id: str, responses: list[ModelResponse], *, hidden: bool = False
+) -> dict[str, Any]:
+    """The ``sessionSnapshot`` a recorded replay opens with: nothing played yet (``hidden``: a
+    blind comparison before its reveal, its models withheld)."""
     return {
         "sessionId": comparison_id,
         "status": "streaming",
@@ -61,8 +64,8 @@ def replay_snapshot(comparison_id: str, responses: list[ModelResponse]) -> dict[
         "models": [
             {
                 "key": r.key,
-                "provider": r.provider,
-                "modelName": r.model_name,
+                "provider": None if hidden else r.provider,
+                "modelName": None if hidden else r.model_name,
                 "status": "pending",
                 "content": "",
                 "nextIndex": 0,
@@ -73,7 +76,12 @@ def replay_snapshot(comparison_id: str, responses: list[ModelResponse]) -> dict[
 
 
 async def _play_slot(
-    playback: Playback, slot: PlaybackSlot, response: ModelResponse, speed: float, publish: Publish
+    playback: Playback,
+    slot: PlaybackSlot,
+    response: ModelResponse,
+    speed: float,
+    publish: Publish,
+    hidden: bool,
 ) -> None:
     sid = playback.comparison_id
     key = slot.key
@@ -87,12 +95,17 @@ async def _play_slot(
             await asyncio.sleep(delay)
         slot.chunks.append(text)
         await publish(events.model_chunk(session_id=sid, model=key, chunk=text, index=index))
-    slot.metrics = response.metrics
-    slot.error = response.error
+    metrics = response.metrics
+    error = response.error
+    if hidden:  # as the live run sent them
+        metrics = events.metrics_hidden(metrics) if metrics is not None else None
+        error = events.HIDDEN_ERROR if error else error
+    slot.metrics = metrics
+    slot.error = error
     if response.status == "complete":
-        await publish(events.model_complete(session_id=sid, model=key, metrics=slot.metrics))
+        await publish(events.model_complete(session_id=sid, model=key, metrics=metrics))
     elif response.status == "error":
-        await publish(events.model_error(session_id=sid, model=key, error=response.error))
+        await publish(events.model_error(session_id=sid, model=key, error=error))
     slot.status = response.status
     await publish(events.model_status(session_id=sid, model=key, status=response.status))
 
@@ -104,10 +117,12 @@ async def comparison_play_recorded(
     recorded pace, after the replay's opening ``sessionSnapshot``."""
     responses = list(comparison.responses.all())
     playback = playback or Playback(comparison.id, [PlaybackSlot(r.key) for r in responses])
-    await publish(events.session_snapshot(replay_snapshot(comparison.id, responses)))
+    hidden = comparison.identity_hidden
+    snapshot = replay_snapshot(comparison.id, responses, hidden=hidden)
+    await publish(events.session_snapshot(snapshot))
     await asyncio.gather(
         *(
-            _play_slot(playback, slot, response, speed, publish)
+            _play_slot(playback, slot, response, speed, publish, hidden)
             for slot, response in zip(playback.slots, responses, strict=True)
         )
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from ninja import Field, Schema
 
+from comparisons.events import HIDDEN_ERROR, metrics_hidden
 from comparisons.models import Comparison, ModelResponse
 
 
@@ -44,9 +45,6 @@ class ResponseOut(Schema):
     metrics: MetricsOut | None
 
 
-HIDDEN_ERROR = "The model failed (the reason is shown once the models are revealed)."
-
-
 def slot_out(row: ModelResponse, *, hidden: bool) -> dict[str, Any]:
     """One entry of ``models``; with ``hidden`` nothing that names the model."""
     return {
@@ -65,7 +63,7 @@ def response_out(row: ModelResponse, *, hidden: bool) -> dict[str, Any]:
     vendor says answered. Text, status, timings and token counts stay: they are what is judged."""
     metrics = row.metrics
     if hidden and metrics is not None:
-        metrics = {**metrics, "estimatedCost": None, "priceVersion": None, "responseModel": None}
+        metrics = metrics_hidden(metrics)
     return {
         "provider": None if hidden else row.provider,
         "modelName": None if hidden else row.model_name,

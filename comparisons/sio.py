@@ -35,9 +35,18 @@ from accounts.extract import token_from_scope
 from accounts.limits import ConnectionLease, ConnectionLimiter, TooManyConnections
 from accounts.principal import TOKEN_EXPIRED, TOKEN_MISSING, Principal, TokenError
 from accounts.verification import token_verify
+from arena import sockets as arena_sockets
+from arena.errors import ArenaError
 from comparisons import events
 from comparisons.events import Frame
-from comparisons.frames import ModelRef, SessionRef, StartComparison, parse
+from comparisons.frames import (
+    ModelRef,
+    SessionRef,
+    StartComparison,
+    VoteCast,
+    VoteRetract,
+    parse,
+)
 from comparisons.live.core import Connection, LiveComparisons, LiveError
 from comparisons.live.subscribers import Subscriber
 
@@ -220,9 +229,24 @@ class SocketIOTransport:
             elif event == "watchSession":
                 ref = parse(SessionRef, "watchSession", data)
                 await connection.watch(ref.sessionId)
+            elif event == "vote":
+                vote = parse(VoteCast, "vote", data)
+                user = connection.user_id
+                await self._send(socket, await arena_sockets.vote_record(user_id=user, frame=vote))
+            elif event == "unvote":
+                undo = parse(VoteRetract, "unvote", data)
+                user = connection.user_id
+                await self._send(socket, await arena_sockets.vote_undo(user_id=user, frame=undo))
+            elif event == "reveal":
+                ref = parse(SessionRef, "reveal", data)
+                answer = await arena_sockets.comparison_reveal(
+                    user_id=connection.user_id, frame=ref
+                )
+                connection.revealed(ref.sessionId)
+                await self._send(socket, answer)
             else:
                 raise LiveError(f"Unknown event: {str(event)[:64]}")
-        except (ValueError, LiveError) as exc:
+        except (ValueError, LiveError, ArenaError) as exc:
             request_id = data.get("requestId") if isinstance(data, dict) else None
             request_id = request_id if isinstance(request_id, str) else None
             if event != "startComparison":

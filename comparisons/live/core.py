@@ -66,6 +66,7 @@ class LiveComparisons:
         slots: Sequence[services.SlotSpec],
         replay_of_id: str | None = None,
         enforce_limits: bool = True,
+        blind: bool = False,
     ) -> ComparisonRun:
         """Save a new comparison (one database call), then start and register its run.
 
@@ -74,8 +75,14 @@ class LiveComparisons:
         database, and a refused start reaches no provider (raises
         :class:`comparisons.services.LimitExceeded`; nothing is saved, sent or called then).
         The run's frames are held until :meth:`ComparisonRun.release`.
+
+        ``blind``: keys ``A``, ``B``, … in the order given (the caller shuffles) and every
+        frame withholds the models until the reveal.
         """
-        keys = services.slot_keys([slot.model for slot in slots])
+        if blind:
+            keys = services.blind_keys(len(slots))
+        else:
+            keys = services.slot_keys([slot.model for slot in slots])
         run = ComparisonRun(
             comparison_id=new_comparison_id(),
             user_id=user_id,
@@ -92,6 +99,7 @@ class LiveComparisons:
                         temperature=slot.temperature,
                         max_tokens=slot.max_tokens,
                     ),
+                    hidden=blind,
                 )
                 for key, slot in zip(keys, slots, strict=True)
             ],
@@ -104,6 +112,7 @@ class LiveComparisons:
             slots=slots,
             replay_of_id=replay_of_id,
             enforce_limits=enforce_limits,
+            blind=blind,
         )
         # Reachable from other processes before anyone can know its id.
         outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
@@ -128,32 +137,40 @@ class LiveComparisons:
 
 
 def session_created(run: ComparisonRun, request_id: str | None = None) -> events.Frame:
+    hidden = any(s.hidden for s in run.slots)
     return events.session_created(
         session_id=run.comparison_id,
         models=[
-            {"key": s.key, "provider": s.provider.alias, "modelName": s.request.model}
+            {
+                "key": s.key,
+                "provider": None if hidden else s.provider.alias,
+                "modelName": None if hidden else s.request.model,
+            }
             for s in run.slots
         ],
         request_id=request_id,
+        blind=hidden,
     )
 
 
 def saved_snapshot(comparison: Comparison) -> dict[str, Any]:
-    """A saved comparison as ``sessionSnapshot`` data."""
+    """A saved comparison as ``sessionSnapshot`` data (a blind one's models withheld until
+    its reveal, as REST does)."""
+    hidden = comparison.identity_hidden
     models = []
     for row in comparison.responses.all():
         entry: dict[str, Any] = {
             "key": row.key,
-            "provider": row.provider,
-            "modelName": row.model_name,
+            "provider": None if hidden else row.provider,
+            "modelName": None if hidden else row.model_name,
             "status": row.status,
             "content": row.content,
             "nextIndex": row.chunk_count,
         }
         if row.metrics is not None:
-            entry["metrics"] = row.metrics
+            entry["metrics"] = events.metrics_hidden(row.metrics) if hidden else row.metrics
         if row.error:
-            entry["error"] = row.error
+            entry["error"] = events.HIDDEN_ERROR if hidden else row.error
         models.append(entry)
     return {"sessionId": comparison.id, "status": comparison.status, "models": models}
 
@@ -197,12 +214,15 @@ class Connection:
         """Admit and start a comparison; this socket gets ``sessionCreated``, then its events.
         Raises :class:`LiveError` (or the plan's ``ValueError``) when refused."""
         slots = services.comparison_plan(choices=request.choices())
+        if request.blind:
+            slots = services.slots_shuffle(slots=slots)
         try:
             run = await self.live.launch(
                 user_id=self.user_id,
                 prompt=request.prompt,
                 system=request.system or "",
                 slots=slots,
+                blind=request.blind,
             )
         except services.LimitExceeded as exc:
             raise LiveError(str(exc)) from None
@@ -214,6 +234,14 @@ class Connection:
             return run
         await run.release(self.subscriber)
         return run
+
+    def revealed(self, session_id: str) -> None:
+        """This user revealed a comparison: its run here (if any) names its models from now on.
+        (A run in another process keeps withholding them; the saved state shows them.)"""
+        run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
+        if run is not None:
+            for slot in run.slots:
+                slot.hidden = False
 
     async def cancel(self, session_id: str, model: str | None = None) -> None:
         """Stop a comparison of this user (or one model of it), in any process."""

@@ -75,6 +75,8 @@ class SlotRun:
     dirty: bool = False
     cancel_requested: bool = False
     task: asyncio.Task[None] | None = None
+    #: A blind comparison before its reveal: nothing sent may name the model.
+    hidden: bool = False
 
     @property
     def content(self) -> str:
@@ -117,19 +119,32 @@ class SlotRun:
 
     def snapshot(self) -> dict[str, Any]:
         """This slot as a ``sessionSnapshot`` entry (content so far and the next chunk index)."""
+        hidden = self.hidden
         entry: dict[str, Any] = {
             "key": self.key,
-            "provider": self.provider.alias,
-            "modelName": self.request.model,
+            "provider": None if hidden else self.provider.alias,
+            "modelName": None if hidden else self.request.model,
             "status": self.status,
             "content": self.content,
             "nextIndex": len(self.chunks),
         }
-        if self.metrics is not None:
-            entry["metrics"] = self.metrics.wire()
+        metrics = self.public_metrics()
+        if metrics is not None:
+            entry["metrics"] = metrics.wire()
         if self.error:
-            entry["error"] = self.error
+            entry["error"] = self.public_error()
         return entry
+
+    def public_metrics(self) -> Metrics | None:
+        """The metrics as sent (without what betrays the model while hidden)."""
+        m = self.metrics
+        return m.hidden() if m is not None and self.hidden else m
+
+    def public_error(self) -> str:
+        """The error as sent: the vendor's wording would betray a hidden model."""
+        if self.hidden and self.status == ResponseStatus.ERROR:
+            return events.HIDDEN_ERROR
+        return self.error
 
     def metrics_at_end(
         self, end: StreamEnd, start: float, first: float | None, finished: float
@@ -427,8 +442,9 @@ class ComparisonRun:
         slot.finished_at = timezone.now()
         slot.dirty = True
         if slot.status == ResponseStatus.COMPLETE:
-            await publish(events.model_complete(session_id=sid, model=key, metrics=slot.metrics))
+            metrics = slot.public_metrics()
+            await publish(events.model_complete(session_id=sid, model=key, metrics=metrics))
         elif slot.status == ResponseStatus.ERROR:
-            await publish(events.model_error(session_id=sid, model=key, error=slot.error))
+            await publish(events.model_error(session_id=sid, model=key, error=slot.public_error()))
         await publish(events.model_status(session_id=sid, model=key, status=slot.status))
         await self._save([slot])

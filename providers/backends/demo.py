@@ -28,8 +28,9 @@ def demo_answer(request: StreamRequest) -> str:
     if len(prompt) > _MAX_ECHO_CHARS:
         prompt = prompt[:_MAX_ECHO_CHARS].rstrip() + " …"
     lines = [
-        f"This is the offline demo of AI Playground (model {request.model}), "
-        "not a real language model.",
+        # Not naming its model: a blind battle of two demo models must not give away which
+        # is which (a real model that names itself is flagged by its user).
+        "This is the offline demo of AI Playground, not a real language model.",
         f'You asked: "{prompt}"',
     ]
     if request.system:

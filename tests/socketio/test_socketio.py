@@ -327,3 +327,31 @@ async def test_the_real_client_address_is_logged(process_databases, tmp_path, au
     log = server.process.stderr.read().decode()  # type: ignore[union-attr]
     assert "Socket.IO connection from 203.0.113.9 for user_logged" in log
     assert token not in log
+
+
+async def test_a_blind_battle_votes_and_reveals_over_socketio(server, auth, sio) -> None:
+    user = "user_sio_blind"
+    client = await sio(user)
+    ack = await client.call("startComparison", {**TWO_MODELS, "blind": True})
+    sid = ack["sessionId"]
+    events = await client.until("comparisonComplete", timeout=60)
+    created = events[0]["data"]
+    assert created["blind"] is True
+    assert created["models"] == [
+        {"key": "A", "provider": None, "modelName": None},
+        {"key": "B", "provider": None, "modelName": None},
+    ]
+    assert not [e for e in events if "demo-" in str(e["data"])]
+    assert await client.call("vote", {"sessionId": sid, "winner": "tie"}) is None
+    assert await client.receive() == {
+        "event": "voteRecorded",
+        "data": {"sessionId": sid, "turn": 0, "winner": "tie"},
+    }
+    await client.emit("reveal", {"sessionId": sid})
+    revealed = await client.receive()
+    assert revealed["event"] == "revealed"
+    assert {m["modelName"] for m in revealed["data"]["models"]} == {"demo-echo", "demo-fast"}
+    ack = await client.call("vote", {"sessionId": sid, "winner": "A"})
+    error = await client.receive()
+    assert error["event"] == "error" and "can no longer be changed" in error["data"]["message"]
+    assert ack == {"error": error["data"]["message"]}

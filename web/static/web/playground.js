@@ -194,14 +194,15 @@ class Socket {
 }
 
 // --- REST ---------------------------------------------------------------------------------------
-async function api(path, { retry = true } = {}) {
+async function api(path, { retry = true, method = "GET" } = {}) {
   const response = await fetch(path, {
+    method,
     headers: { Authorization: `Bearer ${auth.token}`, Accept: "application/json" },
     credentials: "omit",
   });
   if (response.status === 401 && retry) {
     await auth.refresh();
-    return api(path, { retry: false });
+    return api(path, { retry: false, method });
   }
   if (!response.ok) {
     let message = `HTTP ${response.status}`;
@@ -276,6 +277,11 @@ class Column {
     this.render();
   }
 
+  /** A blind battle's column before the reveal: it knows its key, not its model. */
+  get hidden() {
+    return !this.spec.provider;
+  }
+
   bind(sessionId, key, modelName) {
     if (this.sessionId) byKey.delete(`${this.sessionId} ${this.key}`);
     this.sessionId = sessionId;
@@ -332,15 +338,18 @@ class Column {
   render() {
     const running = RUNNING.has(this.status);
     const { provider, model } = this.spec;
-    this.title.textContent = `${provider} · ${model || "default model"}${this.isRerun ? " (re-run)" : ""}`;
+    const name = this.hidden
+      ? `Model ${this.key || "…"}`
+      : `${this.spec.blind ? `${this.key}: ` : ""}${provider} · ${model || "default model"}`;
+    this.title.textContent = `${name}${this.isRerun ? " (re-run)" : ""}`;
     this.el.dataset.status = this.status;
-    this.el.setAttribute("aria-label", `${provider} ${model || ""}: ${this.status}`);
+    this.el.setAttribute("aria-label", `${name}: ${this.status}`);
     this.answer.setAttribute("aria-busy", running ? "true" : "false");
     this.answer.innerHTML = renderMarkdown(this.content);
     this.errorEl.hidden = !this.error;
     this.errorEl.textContent = this.error || "";
     this.buttons.stop.disabled = !running || !this.sessionId;
-    this.buttons.rerun.disabled = running;
+    this.buttons.rerun.disabled = running || this.hidden;
     this.buttons.copy.disabled = !this.content;
     const m = this.metrics;
     const metric = (name, text) => {
@@ -419,17 +428,21 @@ function updateSessionBar() {
   const exportable = Boolean(view.sessionId);
   $("export-md").disabled = !exportable;
   $("export-json").disabled = !exportable;
+  $("export-csv").disabled = !exportable;
+  $("share").disabled = !exportable;
+  if (arena.sessionId) arena.render();
 }
 
 // --- Starting, watching, opening ----------------------------------------------------------------
 let requestCounter = 0;
 
-function start({ prompt, system, models, targets, rerun }) {
+function start({ prompt, system, models, targets, rerun, blind = false }) {
   requestCounter += 1;
   const requestId = `page-${Date.now().toString(36)}-${requestCounter}`;
   pendingStarts.set(requestId, { columns: targets, rerun });
   const data = { prompt, models, requestId };
   if (system) data.system = system;
+  if (blind) data.blind = true;
   socket.send("startComparison", data);
 }
 
@@ -447,6 +460,7 @@ function onSessionCreated(data) {
   if (!pending.rerun) {
     view.sessionId = data.sessionId;
     view.status = "streaming";
+    arena.open(data.sessionId, { blind: Boolean(data.blind), revealed: !data.blind });
     const url = `${window.location.pathname}?session=${encodeURIComponent(data.sessionId)}`;
     window.history.pushState({ session: data.sessionId }, "", url);
     loadDetail(data.sessionId);
@@ -474,6 +488,7 @@ function onSnapshot(data) {
 function openSession(sessionId) {
   clearColumns();
   showError("");
+  arena.close();
   view.sessionId = sessionId;
   view.detail = null;
   view.status = null;
@@ -489,6 +504,7 @@ async function loadDetail(sessionId) {
     if (view.sessionId !== sessionId) return;
     view.detail = detail;
     $("session-prompt").textContent = detail.prompt;
+    if (arena.sessionId !== sessionId) arena.open(sessionId, detail);
     const specs = new Map(detail.models.map((m) => [m.key, m]));
     for (const column of columns) {
       const spec = column.sessionId === sessionId && specs.get(column.key);
@@ -496,6 +512,7 @@ async function loadDetail(sessionId) {
         column.spec = {
           provider: spec.provider,
           model: spec.modelName,
+          blind: detail.blind,
           ...(spec.temperature != null && { temperature: spec.temperature }),
           ...(spec.maxTokens != null && { maxTokens: spec.maxTokens }),
         };
@@ -544,6 +561,11 @@ function onEvent(event, data) {
         column.queueRender();
       }
       break;
+    case "voteRecorded":
+    case "voteRetracted":
+    case "revealed":
+      arena.onEvent(event, data);
+      break;
     case "comparisonComplete":
       if (data.sessionId === view.sessionId) view.status = data.status;
       updateSessionBar();
@@ -559,6 +581,8 @@ function onEvent(event, data) {
           c.queueRender();
         }
         if (!pending.rerun) showError(data.message);
+      } else if (arena.busy) {
+        arena.fail(data.message);
       } else {
         showError(data.message);
       }
@@ -687,16 +711,23 @@ function submit(event) {
     showError("Pick at least one model.");
     return;
   }
+  const blind = $("blind").checked;
+  if (blind && models.length < 2) {
+    showError("A blind battle needs at least two models.");
+    return;
+  }
   const system = $("system").value.trim() || null;
   clearColumns();
-  const targets = models.map((spec) => new Column(spec));
+  arena.close();
+  // Blind: the server shuffles the models, so no column knows which one it shows.
+  const targets = models.map((spec) => new Column(blind ? { provider: null, model: null, blind } : spec));
   columns.push(...targets);
   layoutColumns();
   view.sessionId = null;
   view.status = "streaming";
   view.detail = { prompt, system, models: [] };
   $("session-prompt").textContent = prompt;
-  start({ prompt, system, models, targets, rerun: false });
+  start({ prompt, system, models, targets, rerun: false, blind });
 }
 
 async function loadCatalogue() {
@@ -792,37 +823,169 @@ function download(name, type, text) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-function asMarkdown(detail) {
-  const lines = [`# Comparison ${detail.id}`, "", `- Created: ${detail.createdAt}`, `- Status: ${detail.status}`, ""];
-  if (detail.system) lines.push("## System prompt", "", detail.system, "");
-  lines.push("## Prompt", "", detail.prompt, "");
-  for (const model of detail.models) {
-    const r = detail.responses[model.key] || {};
-    const m = r.metrics || {};
-    lines.push(`## ${model.provider} · ${model.modelName} (${r.status || "pending"})`, "");
-    lines.push(
-      `First token ${ms(m.timeToFirstTokenInMilliseconds)} · duration ${ms(m.durationInMilliseconds)} · ` +
-        `${m.tokensPerSecond == null ? "–" : m.tokensPerSecond.toFixed(1)} tokens/s · ` +
-        `tokens ${m.inputTokens ?? "?"} in / ${m.outputTokens ?? "?"} out · cost ${cost(m.estimatedCost)}`,
-      "",
-    );
-    if (r.error) lines.push(`> Error: ${r.error}`, "");
-    lines.push(r.content || "", "");
-  }
-  return lines.join("\n");
-}
-
-async function exportAs(kind) {
+async function exportAs(format) {
   if (!view.sessionId) return;
+  const id = view.sessionId;
   try {
-    const detail = await (await api(`/sessions/${encodeURIComponent(view.sessionId)}`)).json();
-    if (kind === "json") {
-      download(`comparison-${detail.id}.json`, "application/json", JSON.stringify(detail, null, 2));
-    } else {
-      download(`comparison-${detail.id}.md`, "text/markdown", asMarkdown(detail));
-    }
+    const response = await api(`/sessions/${encodeURIComponent(id)}/export?format=${format}`);
+    const type = response.headers.get("Content-Type") || "application/octet-stream";
+    download(`comparison-${id}.${format}`, type, await response.text());
   } catch (err) {
     showError(`Export failed: ${err.message}`);
+  }
+}
+
+// --- Arena: votes, reveal, share ----------------------------------------------------------------
+const OUTCOMES = [
+  ["tie", "Tie"],
+  ["bothBad", "Both bad"],
+];
+
+class Arena {
+  constructor() {
+    this.sessionId = null;
+    this.blind = false;
+    this.revealed = true;
+    this.vote = null;
+    this.busy = false;
+  }
+
+  open(sessionId, { blind, revealed }) {
+    this.sessionId = sessionId;
+    this.blind = Boolean(blind);
+    this.revealed = Boolean(revealed) || !this.blind;
+    this.vote = null;
+    this.busy = false;
+    $("arena-status").textContent = "";
+    $("share-link").hidden = true;
+    this.render();
+  }
+
+  close() {
+    this.sessionId = null;
+    $("arena").hidden = true;
+  }
+
+  keys() {
+    return columns.filter((c) => c.sessionId === this.sessionId && c.key).map((c) => c.key);
+  }
+
+  render() {
+    const box = $("arena");
+    const keys = this.keys();
+    box.hidden = !this.sessionId || keys.length < 2;
+    if (box.hidden) return;
+    const buttons = $("vote-buttons");
+    const wanted = [...keys.map((k) => [k, k]), ...OUTCOMES];
+    if (buttons.dataset.keys !== wanted.map(([k]) => k).join(" ")) {
+      buttons.dataset.keys = wanted.map(([k]) => k).join(" ");
+      buttons.replaceChildren(
+        ...wanted.map(([winner, label]) => {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.dataset.winner = winner;
+          button.textContent = label;
+          button.addEventListener("click", () => this.send("vote", { winner }));
+          return button;
+        }),
+      );
+    }
+    for (const button of buttons.querySelectorAll("button")) {
+      button.setAttribute("aria-pressed", button.dataset.winner === this.vote ? "true" : "false");
+    }
+    $("unvote").disabled = this.vote === null;
+    $("reveal").hidden = !this.blind || this.revealed;
+  }
+
+  send(event, extra = {}) {
+    if (!this.sessionId) return;
+    this.busy = true;
+    socket.send(event, { sessionId: this.sessionId, ...extra });
+  }
+
+  fail(message) {
+    this.busy = false;
+    $("arena-status").textContent = message;
+  }
+
+  onEvent(event, data) {
+    if (data.sessionId !== this.sessionId) return;
+    this.busy = false;
+    if (event === "voteRecorded") {
+      this.vote = data.winner;
+      const label = OUTCOMES.find(([k]) => k === data.winner)?.[1] ?? data.winner;
+      $("arena-status").textContent = `Your vote: ${label}`;
+    } else if (event === "voteRetracted") {
+      this.vote = null;
+      $("arena-status").textContent = "Vote withdrawn";
+    } else if (event === "revealed") {
+      this.revealed = true;
+      for (const model of data.models) {
+        const column = byKey.get(`${data.sessionId} ${model.key}`);
+        if (column) {
+          column.spec = { ...column.spec, provider: model.provider, model: model.modelName, blind: true };
+          column.queueRender();
+        }
+      }
+      $("arena-status").textContent = "Revealed";
+      historyList.refresh();
+    }
+    this.render();
+  }
+
+  async share() {
+    if (!this.sessionId) return;
+    try {
+      const response = await api(`/sessions/${encodeURIComponent(this.sessionId)}/share`, { method: "POST" });
+      const { url } = await response.json();
+      const link = $("share-link");
+      link.value = url;
+      link.hidden = false;
+      try {
+        await navigator.clipboard.writeText(url);
+        $("arena-status").textContent = "Share link copied";
+      } catch {
+        link.select();
+        $("arena-status").textContent = "Share link ready: copy it from the box";
+      }
+    } catch (err) {
+      showError(`Could not share: ${err.message}`);
+    }
+  }
+}
+
+// --- Leaderboard --------------------------------------------------------------------------------
+async function showLeaderboard() {
+  const panel = $("leaderboard");
+  panel.hidden = false;
+  const params = new URLSearchParams({ scope: $("board-scope").value });
+  const tag = $("board-tag").value.trim();
+  if (tag) params.set("tag", tag);
+  $("board-status").textContent = "Loading…";
+  try {
+    const board = await (await api(`/leaderboard?${params}`)).json();
+    const rows = board.models.map((m) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        String(m.rank),
+        `${m.provider} · ${m.model}`,
+        `${m.rating.toFixed(0)} (${m.lower.toFixed(0)}–${m.upper.toFixed(0)})`,
+        String(m.battles),
+        `${(m.winRate * 100).toFixed(0)} %`,
+      ];
+      for (const text of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    $("board-rows").replaceChildren(...rows);
+    $("board-status").textContent = rows.length
+      ? `${board.votes} vote${board.votes === 1 ? "" : "s"}, ${board.battles} battle${board.battles === 1 ? "" : "s"}`
+      : "No blind votes yet: run a blind battle, vote, then reveal.";
+  } catch (err) {
+    $("board-status").textContent = `Could not load the leaderboard: ${err.message}`;
   }
 }
 
@@ -830,6 +993,7 @@ async function exportAs(kind) {
 const auth = new Auth((token) => socket.reauthenticate(token));
 const socket = new Socket(auth, onEvent, rewatchRunning);
 const historyList = new History();
+const arena = new Arena();
 
 function sessionFromUrl() {
   return new URLSearchParams(window.location.search).get("session");
@@ -837,6 +1001,7 @@ function sessionFromUrl() {
 
 function newComparison() {
   window.history.pushState({}, "", window.location.pathname);
+  arena.close();
   view.sessionId = null;
   view.detail = null;
   view.status = null;
@@ -866,6 +1031,18 @@ async function main() {
   });
   $("export-md").addEventListener("click", () => exportAs("md"));
   $("export-json").addEventListener("click", () => exportAs("json"));
+  $("export-csv").addEventListener("click", () => exportAs("csv"));
+  $("unvote").addEventListener("click", () => arena.send("unvote"));
+  $("reveal").addEventListener("click", () => arena.send("reveal"));
+  $("share").addEventListener("click", () => arena.share());
+  $("show-leaderboard").addEventListener("click", showLeaderboard);
+  $("board-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    showLeaderboard();
+  });
+  $("board-close").addEventListener("click", () => {
+    $("leaderboard").hidden = true;
+  });
   $("history-more").addEventListener("click", () => historyList.more());
   $("new-comparison").addEventListener("click", newComparison);
   window.addEventListener("popstate", () => {

@@ -1,0 +1,199 @@
+"""Blind battles over /ws: keys A, B, …, no model or provider name in any frame, snapshot or log
+line until the reveal; votes and the reveal as socket events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from arena import services as arena_services
+from comparisons.models import Comparison
+from tests.fake_upstream import FakeUpstream
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+CLAUDE = "claude-haiku-4-5-20251001"
+GPT = "gpt-4.1-mini"
+NAMES = ("demo-echo", "demo-fast", CLAUDE, GPT, "anthropic", "openai", "claude", "gpt")
+MODELS = [
+    {"provider": "demo", "model": "demo-echo"},
+    {"provider": "demo", "model": "demo-fast"},
+    {"provider": "anthropic", "model": CLAUDE},
+    {"provider": "openai", "model": GPT},
+]
+
+
+def leaks(text: str) -> list[str]:
+    lowered = text.lower()
+    return [name for name in NAMES if name in lowered]
+
+
+async def test_nothing_names_a_model_before_the_reveal(
+    upstream_providers: FakeUpstream, connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    # INFO and up: what a deployment logs (the vendor SDKs' DEBUG lines echo whole requests).
+    caplog.set_level(logging.INFO)
+    upstream = upstream_providers
+    upstream.script(
+        "blind.anthropic",
+        deltas=["Paris ", "is ", "the ", "capital."] * 5,
+        delay=0.02,
+        served_model=f"{CLAUDE}-preview",
+    )
+    upstream.script(
+        "blind.openai", status=400, error_message=f"The model {GPT} does not exist (openai)"
+    )
+    alice = await connect("user_alice")
+    await alice.send(
+        "startComparison",
+        {"prompt": "Capital of France? scenario:blind", "models": MODELS, "blind": True},
+    )
+    first = await alice.until(lambda e: e["event"] == "modelChunk")
+    created = first[0]["data"]
+    sid = created["sessionId"]
+    assert created["blind"] is True
+    assert [m["key"] for m in created["models"]] == ["A", "B", "C", "D"]
+    assert all(m["provider"] is None and m["modelName"] is None for m in created["models"])
+    # A second socket of the same user watches the live run (the run's snapshot).
+    watcher = await connect("user_alice")
+    await watcher.send("watchSession", {"sessionId": sid})
+    watched = await watcher.until_event("comparisonComplete", timeout=30)
+    assert watched[0]["event"] == "sessionSnapshot"
+    events = first + await alice.until_event("comparisonComplete", timeout=30)
+    # And the saved state, once it ended (the database's snapshot).
+    await watcher.send("watchSession", {"sessionId": sid})
+    saved = await watcher.until_event("comparisonComplete")
+    frames = [json.dumps(e, ensure_ascii=False) for e in events + watched + saved]
+    assert [leaks(f) for f in frames if leaks(f)] == []
+    assert [r.getMessage() for r in caplog.records if leaks(r.getMessage())] == []
+    errors = [e["data"] for e in events if e["event"] == "modelError"]
+    assert len(errors) == 1 and "revealed" in errors[0]["error"]
+    completes = [e["data"]["metrics"] for e in events if e["event"] == "modelComplete"]
+    assert len(completes) == 3
+    assert all(m["estimatedCost"] is None and m["responseModel"] is None for m in completes)
+    assert all(m["outputTokens"] > 0 for m in completes)
+    comparison = await Comparison.objects.aget(pk=sid)
+    assert comparison.blind and comparison.identity_hidden
+    # Once revealed, the saved snapshot names the models and shows the vendor's error.
+    await sync_to_async(arena_services.comparison_reveal)(user_id="user_alice", comparison_id=sid)
+    await watcher.send("watchSession", {"sessionId": sid})
+    after = await watcher.until_event("comparisonComplete")
+    named = {(m["provider"], m["modelName"]) for m in after[0]["data"]["models"]}
+    assert named == {(m["provider"], m["model"]) for m in MODELS}
+    assert any(GPT in (m.get("error") or "") for m in after[0]["data"]["models"])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"providers": ["demo"], "blind": True}, "a blind comparison needs at least two models"),
+        ({"providers": ["demo", "demo"], "blind": "yes"}, "blind: Input should be a valid boolean"),
+    ],
+)
+async def test_a_bad_blind_start_is_refused_readably(
+    upstream_providers: FakeUpstream, connect, data: dict[str, Any], message: str
+) -> None:
+    client = await connect()
+    await client.send("startComparison", {"prompt": "hi", **data})
+    event = await client.receive()
+    assert event["event"] == "error"
+    assert message in event["data"]["message"]
+    assert await Comparison.objects.acount() == 0
+
+
+async def _blind_battle(client: Any) -> tuple[str, list[dict[str, Any]]]:
+    models = [
+        {"provider": "demo", "model": "demo-echo"},
+        {"provider": "demo", "model": "demo-fast"},
+    ]
+    await client.send("startComparison", {"prompt": "hi", "models": models, "blind": True})
+    events = await client.until_event("comparisonComplete")
+    return events[0]["data"]["sessionId"], events
+
+
+async def test_vote_undo_vote_and_reveal_over_the_socket(upstream_providers, connect) -> None:
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    await alice.send("vote", {"sessionId": sid, "winner": "B"})
+    assert await alice.receive() == {
+        "event": "voteRecorded",
+        "data": {"sessionId": sid, "turn": 0, "winner": "B"},
+    }
+    await alice.send("unvote", {"sessionId": sid})
+    assert (await alice.receive())["event"] == "voteRetracted"
+    await alice.send("vote", {"sessionId": sid, "winner": "A", "turn": 0})
+    assert (await alice.receive())["data"]["winner"] == "A"
+    await alice.send("reveal", {"sessionId": sid})
+    revealed = await alice.receive()
+    assert revealed["event"] == "revealed"
+    models = revealed["data"]["models"]
+    assert [m["key"] for m in models] == ["A", "B"]
+    assert {m["modelName"] for m in models} == {"demo-echo", "demo-fast"}
+    assert {m["provider"] for m in models} == {"demo"}
+    # Revealed: the blind vote is locked, and it counts on the leaderboard.
+    await alice.send("unvote", {"sessionId": sid})
+    locked = await alice.receive()
+    assert locked["event"] == "error" and "can no longer be undone" in locked["data"]["message"]
+    board = await sync_to_async(arena_services.leaderboard_current)(user_id="user_alice")
+    winner = next(m["modelName"] for m in models if m["key"] == "A")
+    assert board["models"][0]["model"] == winner and board["models"][0]["wins"] == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "message"),
+    [
+        ("vote", {"sessionId": "SID", "winner": "Z"}, "Unknown winner 'Z'"),
+        ("vote", {"sessionId": "SID", "winner": "A", "turn": 3}, "Turn 3 does not exist"),
+        ("vote", {"sessionId": "SID", "winner": "A", "turn": "0"}, "turn: Input should be"),
+        ("vote", {"sessionId": "SID"}, "Invalid vote: winner: Field required"),
+        ("unvote", {"sessionId": "SID"}, "No vote on turn 0"),
+        ("reveal", {}, "Invalid reveal: sessionId: Field required"),
+    ],
+)
+async def test_bad_arena_events_get_a_readable_error(
+    upstream_providers, connect, event: str, data: dict[str, Any], message: str
+) -> None:
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    await alice.send(event, {k: sid if v == "SID" else v for k, v in data.items()})
+    answer = await alice.receive()
+    assert answer["event"] == "error"
+    assert message in answer["data"]["message"]
+
+
+@pytest.mark.parametrize("event", ["vote", "unvote", "reveal"])
+async def test_another_users_comparison_is_not_found(upstream_providers, connect, event) -> None:
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    mallory = await connect("user_mallory")
+    await mallory.send(event, {"sessionId": sid, "winner": "A"})
+    answer = await mallory.receive()
+    assert answer == {"event": "error", "data": {"message": f"Session {sid} not found"}}
+    comparison = await Comparison.objects.aget(pk=sid)
+    assert comparison.identity_hidden
+
+
+async def test_a_recorded_replay_of_a_hidden_battle_names_no_model(
+    upstream_providers, connect
+) -> None:
+    from comparisons.events import Frame
+    from comparisons.playback import comparison_play_recorded
+    from comparisons.selectors import comparison_get
+
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    comparison = await sync_to_async(comparison_get)(user_id="user_alice", comparison_id=sid)
+    assert comparison is not None
+    frames: list[Frame] = []
+
+    async def publish(frame: Frame) -> None:
+        frames.append(frame)
+
+    await comparison_play_recorded(comparison=comparison, speed=1000.0, publish=publish)
+    assert frames[0].event == "sessionSnapshot" and frames[-1].event == "comparisonComplete"
+    assert sum(f.event == "modelChunk" for f in frames) > 0
+    assert [f.ws for f in frames if leaks(f.ws)] == []
