@@ -196,7 +196,9 @@ class SocketIOTransport:
             request_id = request_id if isinstance(request_id, str) else None
             if event != "startComparison":
                 request_id = None
-            await self._send(socket, events.error(message=str(exc), request_id=request_id))
+            reason = exc.reason if isinstance(exc, LiveError) else None
+            error = events.error(message=str(exc), request_id=request_id, reason=reason)
+            await self._send(socket, error)
             return {"error": str(exc)}
         return None
 
