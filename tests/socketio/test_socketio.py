@@ -296,3 +296,40 @@ async def test_the_real_client_address_is_logged(process_databases, tmp_path, au
     log = server.process.stderr.read().decode()  # type: ignore[union-attr]
     assert "Socket.IO connection from 203.0.113.9 for user_logged" in log
     assert token not in log
+
+
+async def test_a_start_over_the_stream_bound_is_refused_as_server_busy(
+    process_databases, tmp_path, auth
+) -> None:
+    """The per-process bound on open model streams answers Socket.IO as it answers /ws."""
+    with process_databases.copy() as database:
+        env = demo_env(
+            database,
+            tmp_path,
+            auth,
+            PLAYGROUND_MAX_STREAMS_PER_PROCESS="1",
+            DEMO_TOKENS_PER_SECOND="5",
+        )
+        server = Server(env).start()
+        clients: list[SioClient] = []
+        try:
+            for user in ("user_busy_a", "user_busy_b"):
+                client = await SioClient().connect(server.url, token=auth.token(user))
+                clients.append(client)
+                assert (await client.receive())["event"] == "authenticated"
+            first, second = clients
+            created = await first.call("startComparison", {"prompt": "hi", "providers": ["demo"]})
+            ack = await second.call(
+                "startComparison", {"prompt": "hi", "providers": ["demo"], "requestId": "r-1"}
+            )
+            assert ack["error"].startswith("Server busy")
+            error = await second.until("error")
+            assert error[-1]["data"]["reason"] == "server-busy"
+            assert error[-1]["data"]["requestId"] == "r-1"
+            await first.emit("cancelComparison", {"sessionId": created["sessionId"]})
+            done = await first.until("comparisonComplete", timeout=30)
+            assert done[-1]["data"]["sessionId"] == created["sessionId"]
+        finally:
+            for client in clients:
+                await client.close()
+            server.stop()
