@@ -90,7 +90,12 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
         finally:
             self.maxMessagePayloadSize = limit
         outbound = self.outbound_limit
-        if outbound and self.state == self.STATE_OPEN and unsent_bytes(self.transport) > outbound:
+        # What was unsent before this message: one large snapshot alone never closes a socket.
+        if (
+            outbound
+            and self.state == self.STATE_OPEN
+            and unsent_bytes(self.transport) - len(payload) > outbound
+        ):
             self.closeHandshakeTimeout = TOO_SLOW_CLOSE_SECONDS
             self.sendClose(code=CLOSE_TOO_SLOW, reason="Client too slow: too much unread data")
 
