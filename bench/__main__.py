@@ -66,6 +66,7 @@ class Case:
     rate: float = RATE
     repeat: int = 1  # comparisons run one after another on each socket
     transport: str = "ws"  # ws (/ws) | sio (Socket.IO, WebSocket transport, pre-encoded path)
+    slow_reader: bool = False  # plus one socket that stops reading (SlowReader)
 
     @property
     def comparisons(self) -> int:
@@ -138,8 +139,56 @@ def matrix(quick: bool, litellm: bool) -> list[Case]:
     cases += [_case(f"uvicorn-mem-{n}", "relay", n, server="uvicorn") for n in levels]
     if litellm:
         cases += [_case(f"litellm-{n}", "litellm", n) for n in (1, 50)]
+    # The same 100 comparisons as daphne-mem-200, beside one socket that never reads.
+    cases += [Case("daphne-mem-slowreader-200", "relay", 200, slow_reader=True)]
     cases += [Case("idle-1000", "idle", 1000)]
     return cases
+
+
+class SlowReader(threading.Thread):
+    """One socket that does not read: it starts a large comparison (1.6 MB of text), reads its
+    ``sessionCreated``, then stops reading (4 KiB receive buffer) and asks for its snapshot
+    twice a second (within the watch rate limit) until the server drops it or the case ends."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.token = url, token
+        self.stopped = threading.Event()
+        self.watches = 0
+        self.closed = ""
+
+    def run(self) -> None:
+        import socket as socket_module
+
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
+
+        host, port = self.url.removeprefix("ws://").split("/")[0].split(":")
+        raw = socket_module.create_connection((host, int(port)))
+        raw.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 4096)
+        try:
+            ws = connect(
+                self.url,
+                sock=raw,
+                additional_headers={"Authorization": f"Bearer {self.token}"},
+                compression=None,
+                max_queue=1,
+            )
+            start = {"prompt": "scenario:big", "providers": ["google", "anthropic"]}
+            ws.send(json.dumps({"event": "startComparison", "data": start}))
+            while True:  # its id; from here on, nothing is read
+                frame = json.loads(ws.recv(30))
+                if frame["event"] == "sessionCreated":
+                    sid = frame["data"]["sessionId"]
+                    break
+            watch = json.dumps({"event": "watchSession", "data": {"sessionId": sid}})
+            while not self.stopped.wait(0.5):
+                ws.send(watch)
+                self.watches += 1
+        except ConnectionClosed as exc:
+            self.closed = f"closed by the server ({exc.rcvd.code if exc.rcvd else 'dropped'})"
+        except OSError as exc:
+            self.closed = f"dropped by the server ({type(exc).__name__})"
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
@@ -248,6 +297,10 @@ class Bench:
         http_json(
             self.upstream_url + "/_bench/scenario",
             {"id": "warm", "deltas": 4, "delta_bytes": DELTA_BYTES, "rate": 1000.0},
+        )
+        http_json(
+            self.upstream_url + "/_bench/scenario",
+            {"id": "big", "deltas": 100, "delta_bytes": 8000, "rate": 1000.0},
         )
         http_json(
             self.upstream_url + "/_bench/scenario",
@@ -428,6 +481,12 @@ class Bench:
         else:
             base |= {"url": urls[0], "key": LITELLM_KEY}
             module = "bench.peer"
+        slow: SlowReader | None = None
+        rss_before = 0
+        if case.slow_reader:
+            rss_before = Sampler(pids).rss() if pids else 0
+            slow = SlowReader(urls[0], self.keys.token(f"user_{tag}_slow"))
+            slow.start()
         workers = self.workers(module, case, base, tag)
         # Every worker prepared (imports, warm-up, sockets open and authenticated), then one
         # common start time for all of them.
@@ -468,6 +527,17 @@ class Bench:
             result.db_rows = (after[0] - counters[0]) / case.total
             result.db_xacts = (after[1] - counters[1]) / case.total
         self.analyse(result, data, records)
+        if slow is not None:
+            slow.join(20)  # the server drops it 10 s after closing it (4008)
+            slow.stopped.set()
+            slow.join(5)
+            rss_after = Sampler(pids).rss() if pids else 0
+            mib = 2**20
+            result.note = (
+                f"slow socket: {slow.watches} watches of a 1.6 MB snapshot sent, "
+                f"{slow.closed or 'still open'}; server RSS {rss_before / mib:.0f} -> "
+                f"{rss_after / mib:.0f} MiB (peak {result.rss:.0f}). {result.note}"
+            ).strip()
         return result
 
     def analyse(self, result: Result, data: dict[str, Any], records: list[dict[str, Any]]) -> None:

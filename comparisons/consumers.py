@@ -13,6 +13,7 @@ from accounts.consumers import AuthenticatedJsonConsumer
 from accounts.principal import Principal
 from arena import sockets as arena_sockets
 from arena.errors import ArenaError
+from comparisons import events
 from comparisons.events import Frame
 from comparisons.frames import (
     ModelRef,
@@ -96,7 +97,11 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         request_id = request_id if isinstance(request_id, str) else None
         try:
             await self.connection.start(parse(StartComparison, "startComparison", data))
-        except (ValueError, LiveError) as exc:
+        except LiveError as exc:
+            await self.send_frame(
+                events.error(message=str(exc), request_id=request_id, reason=exc.reason)
+            )
+        except ValueError as exc:
             await self.send_error(str(exc), request_id=request_id)
 
     async def on_cancelComparison(self, data: Any) -> None:

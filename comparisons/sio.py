@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import socketio
@@ -56,6 +56,7 @@ SOCKETIO_PATH = "socket.io"
 #: The event an undecodable packet becomes (see :class:`InboundJson`); clients cannot name it.
 INVALID_JSON_EVENT = "\x00invalid-json"
 TOKEN_LAPSED = "The token has expired: send authenticate with a fresh token before it does"
+TOO_SLOW = "Client too slow: too much unread data"
 
 
 class InboundJson:
@@ -84,20 +85,60 @@ class InboundPacket(socketio.packet.Packet):
 
 class SioSubscriber(Subscriber):
     """A Socket.IO client as a subscriber: each frame is queued on its Engine.IO socket as one
-    MESSAGE whose text is the pre-encoded Socket.IO EVENT packet (no task per send)."""
+    MESSAGE whose text is the pre-encoded Socket.IO EVENT packet (no task per send).
 
-    def __init__(self, eio: Any, eio_sid: str, name: str) -> None:
+    Engine.IO's queue has no bound: a polling client that stops polling would grow it with
+    every frame. Characters queued since the queue was last empty are counted; once more than
+    ``limit`` were already waiting, ``on_overflow`` runs (once) and later frames are dropped.
+    Over WebSocket the queue empties as fast as it fills (the server's own bound applies there).
+    """
+
+    def __init__(
+        self,
+        eio: Any,
+        eio_sid: str,
+        name: str,
+        *,
+        limit: int = 0,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
+        self._eio = eio
         self._eio_send = eio.send
         self._eio_sid = eio_sid
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self._queue: Any = None
+        self._queued = 0
+        self.overflowed = False
+
+    def _over(self, size: int) -> bool:
+        if self.overflowed:
+            return True
+        queue = self._queue
+        if queue is None:
+            eio_socket = self._eio.sockets.get(self._eio_sid)
+            queue = self._queue = getattr(eio_socket, "queue", None)
+        if queue is None or queue.empty():
+            self._queued = size
+            return False
+        if self._queued > self._limit:
+            self.overflowed = True
+            if self._on_overflow is not None:
+                self._on_overflow()
+            return True
+        self._queued += size
+        return False
 
     async def send(self, frame: Frame) -> None:
-        await self._eio_send(self._eio_sid, frame.sio)
+        text = frame.sio
+        if self._limit and self._over(len(text)):
+            return
+        await self._eio_send(self._eio_sid, text)
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
-        send, eio_sid = self._eio_send, self._eio_sid
         for frame in frames:
-            await send(eio_sid, frame.sio)
+            await self.send(frame)
 
 
 class SioSocket:
@@ -145,6 +186,7 @@ class SocketIOTransport:
             serializer=InboundPacket,
         )
         self.sockets: dict[str, SioSocket] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("*", self.on_event)
@@ -170,7 +212,13 @@ class SocketIOTransport:
             logger.info("Socket.IO connection from %s refused: %s", client, code)
             raise socketio.exceptions.ConnectionRefusedError(str(exc), {"code": code}) from None
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        subscriber = SioSubscriber(self.sio.eio, eio_sid, f"sio:{sid}")
+        subscriber = SioSubscriber(
+            self.sio.eio,
+            eio_sid,
+            f"sio:{sid}",
+            limit=int(settings.WS_MAX_OUTBOUND_BUFFER_BYTES),
+            on_overflow=lambda: self._too_slow(sid),
+        )
         socket = SioSocket(
             sid=sid,
             client=client,
@@ -251,7 +299,9 @@ class SocketIOTransport:
             request_id = request_id if isinstance(request_id, str) else None
             if event != "startComparison":
                 request_id = None
-            await self._send(socket, events.error(message=str(exc), request_id=request_id))
+            reason = exc.reason if isinstance(exc, LiveError) else None
+            error = events.error(message=str(exc), request_id=request_id, reason=reason)
+            await self._send(socket, error)
             return {"error": str(exc)}
         return None
 
@@ -302,6 +352,22 @@ class SocketIOTransport:
 
     async def _send(self, socket: SioSocket, frame: Frame) -> None:
         await socket.subscriber.send(frame)
+
+    def _too_slow(self, sid: str) -> None:
+        """Its queue passed the bound: say why (after what is queued), then disconnect."""
+        socket = self.sockets.get(sid)
+        if socket is None or socket.closing:
+            return
+        socket.closing = True
+        self._tasks.add(task := asyncio.create_task(self._drop(socket)))
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drop(self, socket: SioSocket) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(socket.sid, "/")
+        if eio_sid is not None:
+            frame = events.error(message=TOO_SLOW, reason="too-slow")
+            await self.sio.eio.send(eio_sid, frame.sio)
+        await self.sio.disconnect(socket.sid)
 
 
 def _host_allowed(scope: dict[str, Any]) -> bool:

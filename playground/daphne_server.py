@@ -44,9 +44,34 @@ def daphne_server_of(send: Any) -> Any | None:
     return server if isinstance(server, Server) else None
 
 
+#: Close code for a socket whose unsent data passed ``WS_MAX_OUTBOUND_BUFFER_BYTES``.
+CLOSE_TOO_SLOW = 4008
+#: Seconds such a socket has to take what is queued (and read why it closes) before it is
+#: dropped; its buffer no longer grows meanwhile.
+TOO_SLOW_CLOSE_SECONDS = 10.0
+
+
+def unsent_bytes(transport: Any) -> int:
+    """Bytes twisted holds for ``transport`` that the peer has not taken yet (0 if unknown)."""
+    buffered = getattr(transport, "dataBuffer", b"")
+    offset = getattr(transport, "offset", 0)
+    pending = getattr(transport, "_tempDataLen", 0)
+    return len(buffered) - offset + pending
+
+
 class InboundLimitedWebSocketProtocol(WebSocketProtocol):
     """daphne's WebSocket protocol with ``maxMessagePayloadSize`` limiting received messages
-    only: a message the server sends goes out whatever its size."""
+    only: a message the server sends goes out whatever its size.
+
+    It also bounds what a socket may have queued but unsent: twisted buffers writes without
+    limit, so a client that does not read would grow the process's memory with every frame.
+    Past ``WS_MAX_OUTBOUND_BUFFER_BYTES`` the socket is closed with 4008; later sends are
+    dropped (autobahn sends nothing once closing) and the connection is dropped when the close
+    handshake times out. The application sees an ordinary disconnect; other sockets, and the
+    runs this one watched, go on.
+    """
+
+    outbound_limit: int = 0
 
     def sendMessage(
         self,
@@ -64,6 +89,15 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
         finally:
             self.maxMessagePayloadSize = limit
+        outbound = self.outbound_limit
+        # What was unsent before this message: one large snapshot alone never closes a socket.
+        if (
+            outbound
+            and self.state == self.STATE_OPEN
+            and unsent_bytes(self.transport) - len(payload) > outbound
+        ):
+            self.closeHandshakeTimeout = TOO_SLOW_CLOSE_SECONDS
+            self.sendClose(code=CLOSE_TOO_SLOW, reason="Client too slow: too much unread data")
 
 
 def daphne_configure(server: Any) -> None:
@@ -74,6 +108,7 @@ def daphne_configure(server: Any) -> None:
     limit = settings.WS_MAX_FRAME_BYTES
     options = {"failByDrop": False, "maxMessagePayloadSize": limit, "maxFramePayloadSize": limit}
     server.ws_factory.setProtocolOptions(**options)
+    InboundLimitedWebSocketProtocol.outbound_limit = int(settings.WS_MAX_OUTBOUND_BUFFER_BYTES)
     server.ws_factory.protocol = InboundLimitedWebSocketProtocol
     # Sockets that connected before: a protocol copies the factory's options when it connects.
     for protocol in list(server.connections):

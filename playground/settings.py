@@ -316,3 +316,11 @@ PLAYGROUND_HEARTBEAT_STALE_SECONDS: float = env.float(
     "PLAYGROUND_HEARTBEAT_STALE_SECONDS", default=15.0
 )
 WS_MAX_FRAME_BYTES: int = env.int("WS_MAX_FRAME_BYTES", default=256 * 1024)
+# Bytes a WebSocket may have queued but unsent before it is closed (4008): a client that does
+# not read must not grow the server's memory.
+WS_MAX_OUTBOUND_BUFFER_BYTES: int = env.int("WS_MAX_OUTBOUND_BUFFER_BYTES", default=8 * 1024 * 1024)
+PLAYGROUND_MAX_WATCHES_PER_10_SECONDS: int = env.int(
+    "PLAYGROUND_MAX_WATCHES_PER_10_SECONDS", default=20
+)
+# Open model streams one server process admits; a start beyond it gets "Server busy".
+PLAYGROUND_MAX_STREAMS_PER_PROCESS: int = env.int("PLAYGROUND_MAX_STREAMS_PER_PROCESS", default=300)

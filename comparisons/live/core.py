@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,10 +46,29 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a remote watch waits for the running process before checking its heartbeat.
 REMOTE_WATCH_TIMEOUT_SECONDS = 3.0
+#: The window of ``PLAYGROUND_MAX_WATCHES_PER_10_SECONDS``.
+WATCH_WINDOW_SECONDS = 10.0
+
+
+#: How long a refused start is told to wait before it retries.
+BUSY_RETRY_SECONDS = 5
+
+#: ``error.reason`` of a start refused because this process is at its stream bound.
+SERVER_BUSY = "server-busy"
 
 
 class LiveError(Exception):
-    """A request the client gets an ``error`` event for (``str()`` is the message)."""
+    """A request the client gets an ``error`` event for (``str()`` is the message, ``reason``
+    its optional stable code)."""
+
+    reason: str | None = None
+
+
+class ServerBusy(LiveError):
+    """This process serves as many model streams as it may (``PLAYGROUND_MAX_STREAMS_PER_PROCESS``):
+    a new start is refused before anything is saved or called, so admitted ones stay whole."""
+
+    reason = SERVER_BUSY
 
 
 class LiveComparisons:
@@ -56,6 +77,8 @@ class LiveComparisons:
     def __init__(self) -> None:
         self.runs = LocalRuns()
         self.control = RunControl()
+        #: Streams of starts between admission and registration (counted against the bound).
+        self._admitting = 0
 
     async def launch(
         self,
@@ -78,7 +101,35 @@ class LiveComparisons:
 
         ``blind``: keys ``A``, ``B``, … in the order given (the caller shuffles) and every
         frame withholds the models until the reveal.
+
+        Before that, this process's bound on open model streams: over it, :class:`ServerBusy`.
         """
+        self._admit_streams(len(slots))
+        self._admitting += len(slots)
+        try:
+            return await self._launch(
+                user_id=user_id,
+                prompt=prompt,
+                system=system,
+                slots=slots,
+                replay_of_id=replay_of_id,
+                enforce_limits=enforce_limits,
+                blind=blind,
+            )
+        finally:
+            self._admitting -= len(slots)
+
+    async def _launch(
+        self,
+        *,
+        user_id: str,
+        prompt: str,
+        system: str,
+        slots: Sequence[services.SlotSpec],
+        replay_of_id: str | None,
+        enforce_limits: bool,
+        blind: bool,
+    ) -> ComparisonRun:
         if blind:
             keys = services.blind_keys(len(slots))
         else:
@@ -122,6 +173,17 @@ class LiveComparisons:
             raise failure
         self.runs.add(run)  # starts it: the first upstream request follows the admission
         return run
+
+    def open_streams(self) -> int:
+        running = sum(1 for run in self.runs.all() for slot in run.slots if not slot.finished)
+        return running + self._admitting
+
+    def _admit_streams(self, wanted: int) -> None:
+        bound = settings.PLAYGROUND_MAX_STREAMS_PER_PROCESS
+        if self.open_streams() + wanted > bound:
+            raise ServerBusy(
+                f"Server busy: {bound} model streams are open here; retry in {BUSY_RETRY_SECONDS} s"
+            )
 
     def connect(
         self, *, user_id: str, subscriber: Subscriber, channel: str | None = None
@@ -208,6 +270,8 @@ class Connection:
         self._own_channel = False
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
+        #: When this socket's recent watch requests came (each one costs a whole snapshot).
+        self._watch_times: deque[float] = deque()
 
     # --- requests ------------------------------------------------------------------------------
     async def start(self, request: StartComparison) -> ComparisonRun:
@@ -272,12 +336,21 @@ class Connection:
 
     async def watch(self, session_id: str) -> None:
         """Send ``sessionSnapshot`` and then every later event of a comparison of this user,
-        up to exactly one ``comparisonComplete``, wherever it runs (or its saved state)."""
+        up to exactly one ``comparisonComplete``, wherever it runs (or its saved state).
+
+        At most ``PLAYGROUND_MAX_WATCHES_PER_10_SECONDS`` requests per socket (each costs a
+        snapshot); a repeat watch of a live comparison this socket already watches is ignored
+        (it would only send a second snapshot)."""
+        self._count_watch()
         run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
         if run is not None:
+            if session_id in self.watching and self.subscriber.name in run.fanout.subscribers:
+                return
             self.watching.add(session_id)
             run.watch(self.subscriber)
             return
+        if session_id in self._pending or session_id in self._answered:
+            return  # the remote run answers (or will answer) this socket already
         comparison = await self._saved(session_id)
         if comparison is None:
             raise LiveError(f"Session {session_id} not found")
@@ -299,9 +372,20 @@ class Connection:
         with contextlib.suppress(Exception):  # unanswered: the saved state follows the timeout
             await layer.group_send(run_group(session_id), request.message())
 
+    def _count_watch(self) -> None:
+        now = time.monotonic()
+        times = self._watch_times
+        while times and now - times[0] >= WATCH_WINDOW_SECONDS:
+            times.popleft()
+        limit = settings.PLAYGROUND_MAX_WATCHES_PER_10_SECONDS
+        if len(times) >= limit:
+            raise LiveError(f"Too many watch requests: at most {limit} per 10 s")
+        times.append(now)
+
     async def unwatch(self, session_id: str) -> None:
         """Stop getting a comparison's events (the run goes on)."""
         self.watching.discard(session_id)
+        self._answered.discard(session_id)
         self.started.discard(session_id)
         handle = self._pending.pop(session_id, None)
         if handle is not None:
@@ -359,7 +443,10 @@ class Connection:
             self._answered.add(session)
         elif session not in self._answered:
             return  # too late: the saved state and its end marker were sent instead
-        await self.subscriber.send_many(event.frames)
+        frames = event.frames
+        if frames and frames[-1].event == "comparisonComplete":
+            self._answered.discard(session)  # over: a later watch gets the saved state
+        await self.subscriber.send_many(frames)
 
     async def _inbox(self, layer: Any) -> str | None:
         """This socket's channel on the layer (made, with its receiving task, on first use)."""

@@ -197,7 +197,10 @@ class Fanout:
                 self.subscribers.pop(name, None)
 
     def add(self, subscriber: Subscriber) -> None:
+        replaced = self.subscribers.get(subscriber.name)
         self.subscribers[subscriber.name] = subscriber
+        if replaced is not None and replaced is not subscriber:
+            replaced.close()  # a watcher's drain task ends instead of pending forever
 
     def remove(self, name: str) -> None:
         subscriber = self.subscribers.pop(name, None)

@@ -355,3 +355,100 @@ async def test_a_blind_battle_votes_and_reveals_over_socketio(server, auth, sio)
     error = await client.receive()
     assert error["event"] == "error" and "can no longer be changed" in error["data"]["message"]
     assert ack == {"error": error["data"]["message"]}
+
+
+async def test_a_start_over_the_stream_bound_is_refused_as_server_busy(
+    process_databases, tmp_path, auth
+) -> None:
+    """The per-process bound on open model streams answers Socket.IO as it answers /ws."""
+    with process_databases.copy() as database:
+        env = demo_env(
+            database,
+            tmp_path,
+            auth,
+            PLAYGROUND_MAX_STREAMS_PER_PROCESS="1",
+            DEMO_TOKENS_PER_SECOND="5",
+        )
+        server = Server(env).start()
+        clients: list[SioClient] = []
+        try:
+            for user in ("user_busy_a", "user_busy_b"):
+                client = await SioClient().connect(server.url, token=auth.token(user))
+                clients.append(client)
+                assert (await client.receive())["event"] == "authenticated"
+            first, second = clients
+            created = await first.call("startComparison", {"prompt": "hi", "providers": ["demo"]})
+            ack = await second.call(
+                "startComparison", {"prompt": "hi", "providers": ["demo"], "requestId": "r-1"}
+            )
+            assert ack["error"].startswith("Server busy")
+            error = await second.until("error")
+            assert error[-1]["data"]["reason"] == "server-busy"
+            assert error[-1]["data"]["requestId"] == "r-1"
+            await first.emit("cancelComparison", {"sessionId": created["sessionId"]})
+            done = await first.until("comparisonComplete", timeout=30)
+            assert done[-1]["data"]["sessionId"] == created["sessionId"]
+        finally:
+            for client in clients:
+                await client.close()
+            server.stop()
+
+
+def _poll(url: str, body: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body.encode() if body is not None else None)
+    if body is not None:
+        request.add_header("Content-Type", "text/plain;charset=UTF-8")
+    try:
+        with urllib.request.urlopen(request, timeout=40) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+async def test_a_polling_client_that_stops_polling_is_dropped(
+    process_databases, tmp_path, auth
+) -> None:
+    """Engine.IO queues packets for a polling client until it polls, without a bound: past
+    WS_MAX_OUTBOUND_BUFFER_BYTES of queued events the socket gets error too-slow and is
+    disconnected, instead of queueing every snapshot it asked for."""
+    import json
+
+    with process_databases.copy() as database:
+        env = demo_env(database, tmp_path, auth, WS_MAX_OUTBOUND_BUFFER_BYTES="1024")
+        server = Server(env).start()
+        try:
+            owner = await open_socket(server, auth, "user_poll")
+            await owner.send("startComparison", {"prompt": "hello", "providers": ["demo"]})
+            sid = (await owner.until("sessionCreated"))[-1]["data"]["sessionId"]
+            await owner.until("comparisonComplete", session=sid)
+            await owner.ws.close()
+
+            base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+            status, opened = await asyncio.to_thread(_poll, base)
+            assert status == 200 and opened.startswith("0")
+            url = f"{base}&sid={json.loads(opened[1:])['sid']}"
+            token = auth.token("user_poll")
+            assert (await asyncio.to_thread(_poll, url, "40" + json.dumps({"token": token})))[0]
+            packets: list[str] = []
+            while not any('"authenticated"' in p for p in packets):
+                status, text = await asyncio.to_thread(_poll, url)
+                packets += text.split("\x1e")
+            watch = "42" + json.dumps(["watchSession", {"sessionId": sid}])
+            # Each answer is a whole snapshot; the client does not poll meanwhile.
+            for _ in range(19):
+                assert (await asyncio.to_thread(_poll, url, watch))[0] == 200
+            got: list[str] = []
+            async with asyncio.timeout(30):
+                while True:
+                    status, text = await asyncio.to_thread(_poll, url)
+                    if status != 200:
+                        break
+                    got += text.split("\x1e")
+                    if any(p.startswith("41") for p in got):
+                        break
+                    if sum('"sessionSnapshot"' in p for p in got) == 19:
+                        break
+            assert any('"reason":"too-slow"' in p for p in got), got[-3:]
+            assert sum('"sessionSnapshot"' in p for p in got) < 19
+        finally:
+            server.stop()

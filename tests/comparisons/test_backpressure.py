@@ -1,0 +1,135 @@
+"""Load the server refuses rather than breaks under: the per-process stream bound, watch floods.
+
+A start over ``PLAYGROUND_MAX_STREAMS_PER_PROCESS`` gets ``error`` ``server-busy`` before anything
+is saved or called; admitted comparisons go on whole. ``watchSession`` costs a whole snapshot, so
+a repeat watch of a watched session is ignored and watches per socket are rate-limited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from comparisons import events
+from comparisons.live.run import ComparisonRun
+from comparisons.live.subscribers import QueuedWatcher, Subscriber
+from comparisons.models import Comparison
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+async def _until_chunks(client, count: int) -> None:
+    seen: set[str] = set()
+
+    def chunk(event) -> bool:
+        if event["event"] == "modelChunk":
+            seen.add(event["data"]["model"])
+        return len(seen) >= count
+
+    await client.until(chunk)
+
+
+async def test_a_start_over_the_process_stream_bound_is_refused_as_server_busy(
+    settings, upstream_providers, connect
+) -> None:
+    settings.PLAYGROUND_MAX_STREAMS_PER_PROCESS = 2
+    upstream = upstream_providers
+    upstream.script("held", deltas=["a", "b"], stall_after=1)
+    upstream.script("refused", deltas=["x"])
+    alice = await connect("user_alice")
+    await alice.send(
+        "startComparison", {"prompt": "scenario:held", "providers": ["google", "anthropic"]}
+    )
+    created = await alice.until_event("sessionCreated")
+    held = created[-1]["data"]["sessionId"]
+    await _until_chunks(alice, 2)
+
+    bob = await connect("user_bob")
+    await bob.send(
+        "startComparison",
+        {"prompt": "scenario:refused", "providers": ["google"], "requestId": "r9"},
+    )
+    error = (await bob.until_event("error"))[-1]["data"]
+    assert error["reason"] == "server-busy"
+    assert error["requestId"] == "r9"
+    assert error["message"].startswith("Server busy") and "retry in" in error["message"]
+    assert upstream.requests_for("refused") == []
+    assert not await sync_to_async(Comparison.objects.filter(user_id="user_bob").exists)()
+
+    # The admitted comparison is whole: it ends normally once stopped.
+    await alice.send("cancelComparison", {"sessionId": held})
+    done = await alice.until_event("comparisonComplete")
+    assert done[-1]["data"]["sessionId"] == held
+    # Its streams are closed: a start fits again.
+    await bob.send("startComparison", {"prompt": "scenario:refused", "providers": ["google"]})
+    got = await bob.until_event("comparisonComplete")
+    assert got[0]["event"] == "sessionCreated"
+
+
+async def test_a_repeat_watch_of_a_watched_session_sends_no_second_snapshot(
+    upstream_providers, connect
+) -> None:
+    upstream = upstream_providers
+    upstream.script("watched", deltas=["a", "b"], stall_after=1)
+    starter = await connect("user_alice")
+    await starter.send("startComparison", {"prompt": "scenario:watched", "providers": ["google"]})
+    sid = (await starter.until_event("sessionCreated"))[-1]["data"]["sessionId"]
+    await _until_chunks(starter, 1)
+
+    watcher = await connect("user_alice")
+    tasks_before = len(asyncio.all_tasks())
+    await watcher.send("watchSession", {"sessionId": sid})
+    await watcher.until_event("sessionSnapshot")
+    for _ in range(10):
+        await watcher.send("watchSession", {"sessionId": sid})
+    # A request that is answered for sure bounds the wait for any second snapshot.
+    await watcher.send("watchSession", {"sessionId": "missing"})
+    got = await watcher.until_event("error")
+    assert [e["event"] for e in got] == ["error"]
+    assert "not found" in got[-1]["data"]["message"]
+    # The repeats started no watcher task each (they used to leak one per repeat).
+    assert len(asyncio.all_tasks()) <= tasks_before + 2
+
+    await starter.send("cancelComparison", {"sessionId": sid})
+    ends = await watcher.until_event("comparisonComplete")
+    assert [e["event"] for e in ends].count("sessionSnapshot") == 0
+
+
+async def test_watch_requests_over_the_rate_limit_get_an_error(
+    settings, upstream_providers, connect
+) -> None:
+    settings.PLAYGROUND_MAX_WATCHES_PER_10_SECONDS = 3
+    client = await connect("user_alice")
+    for _ in range(3):
+        await client.send("watchSession", {"sessionId": "missing"})
+        got = await client.until_event("error")
+        assert "not found" in got[-1]["data"]["message"]
+    await client.send("watchSession", {"sessionId": "missing"})
+    got = await client.until_event("error")
+    assert got[-1]["data"]["message"] == "Too many watch requests: at most 3 per 10 s"
+
+
+class _Recorder(Subscriber):
+    def __init__(self) -> None:
+        self.name = "socket-1"
+        self.frames: list[events.Frame] = []
+
+    async def send(self, frame: events.Frame) -> None:
+        self.frames.append(frame)
+
+
+async def test_a_replaced_watcher_ends_its_task() -> None:
+    """Watching again under the same name replaces the watcher; the old one's drain task ends
+    (it used to stay pending forever: "Task was destroyed but it is pending")."""
+    run = ComparisonRun(comparison_id="c1", user_id="u1", slots=[])
+    subscriber = _Recorder()
+    run.watch(subscriber)
+    first = run.fanout.subscribers["socket-1"]
+    assert isinstance(first, QueuedWatcher)
+    run.watch(subscriber)
+    assert run.fanout.subscribers["socket-1"] is not first
+    async with asyncio.timeout(5):
+        await first.task
+    run.fanout.close_all()
