@@ -93,6 +93,8 @@ class Result:
     chunks: int = 0
     chunks_per_s: float = math.nan
     lost: int = 0
+    #: Starts the server refused as busy (`server-busy`): shed load, not lost chunks.
+    refused: int = 0
     dup: int = 0
     bad: int = 0
     watch_bad: int = 0
@@ -558,6 +560,12 @@ class Bench:
         problems: list[str] = list(data["failures"])[:3]
         for cmp in data["comparisons"]:
             seen.add(cmp["i"])
+            if cmp.get("session") is None and any(
+                isinstance(e, dict) and e.get("reason") == "server-busy"
+                for e in cmp.get("errors") or []
+            ):
+                result.refused += 1  # refused before admission: nothing was sent, nothing lost
+                continue
             if cmp.get("errors"):
                 problems.append(str(cmp["errors"][0])[:200])
             first_t = min(first_t, cmp["sent"])
@@ -781,7 +789,8 @@ def row(r: Result) -> str:
         f"| {c.name} | {c.comparisons * 2} | {ms(pct(r.ttft, 50))} / {ms(pct(r.ttft, 99))} "
         f"| {ms(pct(r.chunk, 50))} / {ms(pct(r.chunk, 99))} / {ms(max(r.chunk, default=math.nan))} "
         f"| {ms(pct(r.start_first, 50))} / {ms(pct(r.start_first, 99))} "
-        f"| {r.chunks_per_s:.0f} | {r.peak} | {r.lost} / {r.dup} / {r.bad} "
+        f"| {r.chunks_per_s:.0f} | {r.peak} | {r.lost} / {r.dup} / {r.bad}"
+        f"{f' ({r.refused} starts refused: server busy)' if r.refused else ''} "
         f"| {'—' if math.isnan(r.cpu) else f'{r.cpu:.0f}'} | {ms(r.rss)} | {db} |"
     )
 
