@@ -12,7 +12,7 @@ the ``type`` key routes it (a Channels consumer's ``watch_event`` handler for :c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from comparisons.events import Frame
 
@@ -28,10 +28,10 @@ def run_group(comparison_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class WatchRequest:
-    """A socket of ``user_id`` asks for ``session``'s snapshot and live events on ``reply``."""
+class _SocketMessage:
+    """A message about ``session`` from the socket of ``user_id`` listening on ``reply``."""
 
-    type: ClassVar[str] = "watch.request"
+    type: ClassVar[str]
     session: str
     reply: str
     user_id: str
@@ -45,7 +45,7 @@ class WatchRequest:
         }
 
     @classmethod
-    def from_message(cls, message: dict[str, Any]) -> WatchRequest:
+    def from_message(cls, message: dict[str, Any]) -> Self:
         return cls(
             session=str(message.get("session", "")),
             reply=str(message.get("reply", "")),
@@ -54,29 +54,17 @@ class WatchRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class WatchStop:
+class WatchRequest(_SocketMessage):
+    """A socket of ``user_id`` asks for ``session``'s snapshot and live events on ``reply``."""
+
+    type: ClassVar[str] = "watch.request"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStop(_SocketMessage):
     """The socket on ``reply`` stops watching ``session`` (it closed)."""
 
     type: ClassVar[str] = "watch.stop"
-    session: str
-    reply: str
-    user_id: str
-
-    def message(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "session": self.session,
-            "reply": self.reply,
-            "user_id": self.user_id,
-        }
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> WatchStop:
-        return cls(
-            session=str(message.get("session", "")),
-            reply=str(message.get("reply", "")),
-            user_id=str(message.get("user_id", "")),
-        )
 
 
 @dataclass(frozen=True, slots=True)
