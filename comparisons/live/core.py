@@ -35,7 +35,7 @@ from comparisons.live.messages import (
     watch_group,
 )
 from comparisons.live.registry import LocalRuns, RunControl
-from comparisons.live.run import ComparisonRun, SlotRun
+from comparisons.live.run import ComparisonRun, RunState, SlotRun
 from comparisons.live.subscribers import Subscriber
 from comparisons.maintenance import sweep_stale_comparisons
 from comparisons.models import Comparison, ComparisonStatus, new_comparison_id
@@ -344,7 +344,11 @@ class Connection:
         self._count_watch()
         run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
         if run is not None:
-            if session_id in self.watching and self.subscriber.name in run.fanout.subscribers:
+            if (
+                session_id in self.watching
+                and run.state is not RunState.ENDED  # its end went out: answer again
+                and self.subscriber.name in run.fanout.subscribers
+            ):
                 return
             self.watching.add(session_id)
             run.watch(self.subscriber)

@@ -115,9 +115,10 @@ async def test_watch_and_limits_across_two_processes_sharing_redis(
         assert snapshot["event"] == "sessionSnapshot", snapshot
         assert snapshot["data"]["status"] == "streaming"
 
-        # A second comparison fills the limit of 2; a third on the other process is refused.
-        await starter.send("startComparison", {"prompt": "again", "providers": ["demo"]})
+        # A second comparison (as long as the first) fills the limit of 2; a third on the other
+        # process, sent as soon as the second is admitted, is refused.
         other = await open_socket(second, auth, "user_two")
+        await starter.send("startComparison", {"prompt": prompt, "providers": ["demo"]})
         before += await starter.until("sessionCreated")  # admitted: now 2 are running
         await other.send("startComparison", {"prompt": "one more", "providers": ["demo"]})
         refused = await other.until("error")
