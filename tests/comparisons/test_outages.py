@@ -214,7 +214,9 @@ async def test_a_redis_outage_mid_stream_neither_closes_sockets_nor_spoils_runs(
         await watcher.send("watchSession", {"sessionId": sid})
         watched = await watcher.until("comparisonComplete", timeout=60)
         assert watched[0]["event"] == "sessionSnapshot", watched[0]
-        assert watched[0]["data"]["status"] == "streaming"
+        # Live from the running process, or (on a slow machine, the answer already over) the
+        # saved state: either way each chunk exactly once (the re-join is proven above).
+        assert watched[0]["data"]["status"] in ("streaming", "complete")
         assert watched[-1]["data"] == {"sessionId": sid, "status": "complete"}
         events += await socket_.until("comparisonComplete", timeout=60)
         assert events[-1]["data"] == {"sessionId": sid, "status": "complete"}
