@@ -99,7 +99,12 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             await self.connection.start(parse(StartComparison, "startComparison", data))
         except LiveError as exc:
             await self.send_frame(
-                events.error(message=str(exc), request_id=request_id, reason=exc.reason)
+                events.error(
+                    message=str(exc),
+                    request_id=request_id,
+                    reason=exc.reason,
+                    retry_after=exc.retry_after,
+                )
             )
         except ValueError as exc:
             await self.send_error(str(exc), request_id=request_id)

@@ -217,11 +217,19 @@ def authenticated(*, user_id: str) -> Frame:
     return encode("authenticated", {"userId": user_id})
 
 
-def error(*, message: str, request_id: str | None = None, reason: str | None = None) -> Frame:
-    """``error``: ``{message, requestId?, reason?}``."""
+def error(
+    *,
+    message: str,
+    request_id: str | None = None,
+    reason: str | None = None,
+    retry_after: int | None = None,
+) -> Frame:
+    """``error``: ``{message, requestId?, reason?, retryAfter?}``."""
     data: dict[str, Any] = {"message": message}
     if request_id is not None:
         data["requestId"] = request_id
     if reason is not None:
         data["reason"] = reason
+    if retry_after is not None:
+        data["retryAfter"] = retry_after
     return encode("error", data)

@@ -299,8 +299,12 @@ class SocketIOTransport:
             request_id = request_id if isinstance(request_id, str) else None
             if event != "startComparison":
                 request_id = None
-            reason = exc.reason if isinstance(exc, LiveError) else None
-            error = events.error(message=str(exc), request_id=request_id, reason=reason)
+            error = events.error(
+                message=str(exc),
+                request_id=request_id,
+                reason=exc.reason if isinstance(exc, LiveError) else None,
+                retry_after=exc.retry_after if isinstance(exc, LiveError) else None,
+            )
             await self._send(socket, error)
             return {"error": str(exc)}
         return None

@@ -324,3 +324,6 @@ PLAYGROUND_MAX_WATCHES_PER_10_SECONDS: int = env.int(
 )
 # Open model streams one server process admits; a start beyond it gets "Server busy".
 PLAYGROUND_MAX_STREAMS_PER_PROCESS: int = env.int("PLAYGROUND_MAX_STREAMS_PER_PROCESS", default=300)
+# Seconds the event loop may run late (smoothed, comparisons/live/lag.py) before a start gets
+# "Server busy"; 0 turns the check off.
+PLAYGROUND_MAX_LOOP_LAG_SECONDS: float = env.float("PLAYGROUND_MAX_LOOP_LAG_SECONDS", default=0.25)

@@ -107,6 +107,8 @@ def server_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str
             "DATA_DIR": str(tmp_path / "data"),
             "DJANGO_DEBUG": "1",
             "LOG_LEVEL": "WARNING",
+            # As in-process (tests/conftest.py): a busy machine's lag must not refuse starts.
+            "PLAYGROUND_MAX_LOOP_LAG_SECONDS": "0",
         }
     )
     env.pop("REDIS_URL", None)

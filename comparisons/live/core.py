@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from comparisons import events, selectors, services
 from comparisons.frames import StartComparison
+from comparisons.live.lag import LoopLag
 from comparisons.live.layer import RetryingReceive
 from comparisons.live.messages import (
     RunCancel,
@@ -53,22 +54,25 @@ WATCH_WINDOW_SECONDS = 10.0
 #: How long a refused start is told to wait before it retries.
 BUSY_RETRY_SECONDS = 5
 
-#: ``error.reason`` of a start refused because this process is at its stream bound.
+#: ``error.reason`` of a start refused because this process is at its stream or lag bound.
 SERVER_BUSY = "server-busy"
 
 
 class LiveError(Exception):
     """A request the client gets an ``error`` event for (``str()`` is the message, ``reason``
-    its optional stable code)."""
+    its optional stable code, ``retry_after`` seconds to wait before trying again)."""
 
     reason: str | None = None
+    retry_after: int | None = None
 
 
 class ServerBusy(LiveError):
-    """This process serves as many model streams as it may (``PLAYGROUND_MAX_STREAMS_PER_PROCESS``):
-    a new start is refused before anything is saved or called, so admitted ones stay whole."""
+    """This process serves as much as it may (``PLAYGROUND_MAX_STREAMS_PER_PROCESS`` open model
+    streams, or its event loop lags by ``PLAYGROUND_MAX_LOOP_LAG_SECONDS``): a new start is
+    refused before anything is saved or called, so admitted ones stay whole."""
 
     reason = SERVER_BUSY
+    retry_after = BUSY_RETRY_SECONDS
 
 
 class LiveComparisons:
@@ -79,6 +83,8 @@ class LiveComparisons:
         self.control = RunControl()
         #: Streams of starts between admission and registration (counted against the bound).
         self._admitting = 0
+        #: Measured while streams are open or being admitted.
+        self.lag = LoopLag(lambda: self._admitting > 0 or len(self.runs) > 0)
 
     async def launch(
         self,
@@ -102,10 +108,12 @@ class LiveComparisons:
         ``blind``: keys ``A``, ``B``, … in the order given (the caller shuffles) and every
         frame withholds the models until the reveal.
 
-        Before that, this process's bound on open model streams: over it, :class:`ServerBusy`.
+        Before that, this process's bounds on open model streams and event-loop lag: over
+        either, :class:`ServerBusy`.
         """
-        self._admit_streams(len(slots))
+        self._admit(len(slots))
         self._admitting += len(slots)
+        self.lag.wake()
         try:
             return await self._launch(
                 user_id=user_id,
@@ -178,11 +186,18 @@ class LiveComparisons:
         running = sum(1 for run in self.runs.all() for slot in run.slots if not slot.finished)
         return running + self._admitting
 
-    def _admit_streams(self, wanted: int) -> None:
+    def _admit(self, wanted: int) -> None:
         bound = settings.PLAYGROUND_MAX_STREAMS_PER_PROCESS
         if self.open_streams() + wanted > bound:
             raise ServerBusy(
                 f"Server busy: {bound} model streams are open here; retry in {BUSY_RETRY_SECONDS} s"
+            )
+        # A saturated loop delays every admitted stream's chunks: refuse more work first.
+        max_lag = settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS
+        if max_lag > 0 and (lag := self.lag.seconds()) > max_lag:
+            raise ServerBusy(
+                f"Server busy: it runs {lag * 1000:.0f} ms behind (limit {max_lag * 1000:.0f} ms);"
+                f" retry in {BUSY_RETRY_SECONDS} s"
             )
 
     def connect(

@@ -1,13 +1,16 @@
-"""Load the server refuses rather than breaks under: the per-process stream bound, watch floods.
+"""Load the server refuses rather than breaks under: the per-process stream bound, a lagging
+event loop, watch floods.
 
-A start over ``PLAYGROUND_MAX_STREAMS_PER_PROCESS`` gets ``error`` ``server-busy`` before anything
-is saved or called; admitted comparisons go on whole. ``watchSession`` costs a whole snapshot, so
+A start over ``PLAYGROUND_MAX_STREAMS_PER_PROCESS``, or while the event loop runs later than
+``PLAYGROUND_MAX_LOOP_LAG_SECONDS``, gets ``error`` ``server-busy`` before anything is saved or
+called; admitted comparisons go on whole. ``watchSession`` costs a whole snapshot, so
 a repeat watch of a watched session is ignored and watches per socket are rate-limited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -54,6 +57,7 @@ async def test_a_start_over_the_process_stream_bound_is_refused_as_server_busy(
     error = (await bob.until_event("error"))[-1]["data"]
     assert error["reason"] == "server-busy"
     assert error["requestId"] == "r9"
+    assert error["retryAfter"] == 5
     assert error["message"].startswith("Server busy") and "retry in" in error["message"]
     assert upstream.requests_for("refused") == []
     assert not await sync_to_async(Comparison.objects.filter(user_id="user_bob").exists)()
@@ -66,6 +70,66 @@ async def test_a_start_over_the_process_stream_bound_is_refused_as_server_busy(
     await bob.send("startComparison", {"prompt": "scenario:refused", "providers": ["google"]})
     got = await bob.until_event("comparisonComplete")
     assert got[0]["event"] == "sessionCreated"
+
+
+async def test_a_start_while_the_event_loop_lags_is_refused_and_admitted_runs_stay_whole(
+    settings, upstream_providers, connect
+) -> None:
+    settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS = 0.1
+    upstream = upstream_providers
+    deltas = [f"part {i}. " for i in range(20)]
+    upstream.script("admitted", deltas=deltas, delay=0.05)
+    upstream.script("refused", deltas=["x"])
+    alice = await connect("user_alice")
+    bob = await connect("user_bob")
+    await alice.send(
+        "startComparison", {"prompt": "scenario:admitted", "providers": ["google", "anthropic"]}
+    )
+    await _until_chunks(alice, 2)
+
+    # The process stalls for a second (as under a CPU-bound burst): its loop runs late.
+    asyncio.get_running_loop().call_soon(time.sleep, 1.0)
+    await asyncio.sleep(0)
+    await bob.send(
+        "startComparison",
+        {"prompt": "scenario:refused", "providers": ["google"], "requestId": "r1"},
+    )
+    error = (await bob.until_event("error"))[-1]["data"]
+    assert error["reason"] == "server-busy"
+    assert error["requestId"] == "r1"
+    assert error["retryAfter"] == 5
+    assert error["message"].startswith("Server busy") and "ms behind" in error["message"]
+    assert "retry in 5 s" in error["message"]
+    assert upstream.requests_for("refused") == []
+    assert not await sync_to_async(Comparison.objects.filter(user_id="user_bob").exists)()
+
+    # The admitted comparison lost nothing to the stall: every chunk, in order, then complete.
+    await alice.until_event("comparisonComplete", timeout=20)
+    for model in {e["data"]["model"] for e in alice.events if e["event"] == "modelChunk"}:
+        chunks = [
+            e["data"]
+            for e in alice.events
+            if e["event"] == "modelChunk" and e["data"]["model"] == model
+        ]
+        assert [c["chunk"] for c in chunks] == deltas
+        assert [c["index"] for c in chunks] == list(range(len(deltas)))
+    assert alice.events[-1]["data"]["status"] == "complete"
+    assert [e["event"] for e in alice.events].count("modelComplete") == 2
+
+    # Once the loop keeps time again, starts are admitted (retried as told: this machine's own
+    # load may hold the loop back for a while).
+    async with asyncio.timeout(30):
+        while True:
+            await bob.send(
+                "startComparison", {"prompt": "scenario:refused", "providers": ["google"]}
+            )
+            got = await bob.until(lambda e: e["event"] in ("sessionCreated", "error"))
+            if got[-1]["event"] == "sessionCreated":
+                break
+            assert got[-1]["data"]["reason"] == "server-busy"
+            await asyncio.sleep(0.5)
+    await bob.until_event("comparisonComplete")
+    assert len(upstream.requests_for("refused")) == 1
 
 
 async def test_a_repeat_watch_of_a_watched_session_sends_no_second_snapshot(
