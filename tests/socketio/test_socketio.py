@@ -385,6 +385,7 @@ async def test_a_start_over_the_stream_bound_is_refused_as_server_busy(
             error = await second.until("error")
             assert error[-1]["data"]["reason"] == "server-busy"
             assert error[-1]["data"]["requestId"] == "r-1"
+            assert error[-1]["data"]["retryAfter"] == 5
             await first.emit("cancelComparison", {"sessionId": created["sessionId"]})
             done = await first.until("comparisonComplete", timeout=30)
             assert done[-1]["data"]["sessionId"] == created["sessionId"]
