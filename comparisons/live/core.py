@@ -54,6 +54,13 @@ WATCH_WINDOW_SECONDS = 10.0
 #: How long a refused start is told to wait before it retries.
 BUSY_RETRY_SECONDS = 5
 
+#: With the lag bound on: new model streams a process admits per ``RAMP_WINDOW_SECONDS`` at
+#: least; beyond that, at most as many as it already had open before them. The lag shows the
+#: cost of new streams only after about a second (comparisons/live/lag.py), so a burst of starts
+#: must not be admitted all at once on the strength of an idle loop's zero.
+RAMP_FLOOR_STREAMS = 40
+RAMP_WINDOW_SECONDS = 1.0
+
 #: ``error.reason`` of a start refused because this process is at its stream or lag bound.
 SERVER_BUSY = "server-busy"
 
@@ -85,6 +92,8 @@ class LiveComparisons:
         self._admitting = 0
         #: Measured while streams are open or being admitted.
         self.lag = LoopLag(lambda: self._admitting > 0 or len(self.runs) > 0)
+        #: (when, streams) admitted in the last ``RAMP_WINDOW_SECONDS``.
+        self._fresh: deque[tuple[float, int]] = deque()
 
     async def launch(
         self,
@@ -192,13 +201,27 @@ class LiveComparisons:
             raise ServerBusy(
                 f"Server busy: {bound} model streams are open here; retry in {BUSY_RETRY_SECONDS} s"
             )
-        # A saturated loop delays every admitted stream's chunks: refuse more work first.
         max_lag = settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS
-        if max_lag > 0 and (lag := self.lag.seconds()) > max_lag:
+        if max_lag <= 0:
+            return
+        # A saturated loop delays every admitted stream's chunks: refuse more work first.
+        if (lag := self.lag.seconds()) > max_lag:
             raise ServerBusy(
                 f"Server busy: it runs {lag * 1000:.0f} ms behind (limit {max_lag * 1000:.0f} ms);"
                 f" retry in {BUSY_RETRY_SECONDS} s"
             )
+        now = time.monotonic()
+        fresh = self._fresh
+        while fresh and now - fresh[0][0] >= RAMP_WINDOW_SECONDS:
+            fresh.popleft()
+        recent = sum(n for _, n in fresh)
+        settled = max(0, self.open_streams() - recent)
+        if recent + wanted > max(RAMP_FLOOR_STREAMS, settled):
+            raise ServerBusy(
+                f"Server busy: {recent} model streams started here in the last second;"
+                f" retry in {BUSY_RETRY_SECONDS} s"
+            )
+        fresh.append((now, wanted))
 
     def connect(
         self, *, user_id: str, subscriber: Subscriber, channel: str | None = None

@@ -15,7 +15,9 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
-from comparisons import events
+from comparisons import events, services
+from comparisons.frames import ModelChoice
+from comparisons.live.core import RAMP_FLOOR_STREAMS, LiveComparisons, ServerBusy
 from comparisons.live.run import ComparisonRun
 from comparisons.live.subscribers import QueuedWatcher, Subscriber
 from comparisons.models import Comparison
@@ -76,6 +78,10 @@ async def test_a_start_while_the_event_loop_lags_is_refused_and_admitted_runs_st
     settings, upstream_providers, connect
 ) -> None:
     settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS = 0.1
+    # Import both vendors' SDKs first (seconds on a busy machine, in the loop's thread).
+    await sync_to_async(services.comparison_plan)(
+        choices=[ModelChoice(provider="google"), ModelChoice(provider="anthropic")]
+    )
     upstream = upstream_providers
     deltas = [f"part {i}. " for i in range(20)]
     upstream.script("admitted", deltas=deltas, delay=0.05)
@@ -130,6 +136,47 @@ async def test_a_start_while_the_event_loop_lags_is_refused_and_admitted_runs_st
             await asyncio.sleep(0.5)
     await bob.until_event("comparisonComplete")
     assert len(upstream.requests_for("refused")) == 1
+
+
+async def test_a_burst_of_starts_on_an_idle_process_is_admitted_at_a_ramp(
+    settings, upstream_providers
+) -> None:
+    """The lag shows the cost of new streams only after about a second: an idle process (lag 0)
+    admits at most ``RAMP_FLOOR_STREAMS`` new streams at once and refuses the rest of a burst
+    as busy, before anything is saved or called."""
+    settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS = 60.0  # never reached here: the ramp alone
+    upstream = upstream_providers
+    upstream.script("burst", deltas=["a", "b"])
+    slots = await sync_to_async(services.comparison_plan)(
+        choices=[ModelChoice(provider="google")] * 4
+    )
+    live = LiveComparisons()
+    bursts = RAMP_FLOOR_STREAMS // 4 + 3
+    # One event-loop iteration admits or refuses every one of them (each launch's first step).
+    outcomes = await asyncio.gather(
+        *(
+            live.launch(
+                user_id=f"user_{i}", prompt="scenario:burst", slots=slots, enforce_limits=False
+            )
+            for i in range(bursts)
+        ),
+        return_exceptions=True,
+    )
+    runs = [o for o in outcomes if isinstance(o, ComparisonRun)]
+    refused = [o for o in outcomes if isinstance(o, ServerBusy)]
+    assert len(runs) == RAMP_FLOOR_STREAMS // 4
+    assert len(refused) == 3
+    assert "started here in the last second" in str(refused[0])
+    assert refused[0].retry_after == 5
+    for run in runs:
+        await run.release(None)
+    async with asyncio.timeout(20):
+        for run in runs:
+            await run.done.wait()
+    # Exactly the admitted streams reached the upstream; the refused starts saved nothing.
+    assert len(upstream.requests_for("burst")) == RAMP_FLOOR_STREAMS // 4 * 4
+    saved = await sync_to_async(Comparison.objects.count)()
+    assert saved == len(runs)
 
 
 async def test_a_repeat_watch_of_a_watched_session_sends_no_second_snapshot(
