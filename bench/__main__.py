@@ -95,6 +95,10 @@ class Result:
     lost: int = 0
     #: Starts the server refused as busy (`server-busy`): shed load, not lost chunks.
     refused: int = 0
+    #: Starting sockets the server closed (any code, e.g. 1011) before their comparison ended.
+    closed: int = 0
+    #: Sockets the server never opened (handshake failed): no start was sent on them.
+    unopened: int = 0
     dup: int = 0
     bad: int = 0
     watch_bad: int = 0
@@ -141,7 +145,9 @@ def matrix(quick: bool, litellm: bool) -> list[Case]:
     cases += [_case(f"uvicorn-mem-{n}", "relay", n, server="uvicorn") for n in levels]
     if litellm:
         cases += [_case(f"litellm-{n}", "litellm", n) for n in (1, 50)]
-    # The same 100 comparisons as daphne-mem-200, beside one socket that never reads.
+    # The same 100 comparisons as daphne-mem-200, beside one socket that never reads; right
+    # before on the same server, the same without it (the normal clients' p99 is compared).
+    cases += [Case("daphne-mem-slowreader-200-off", "relay", 200)]
     cases += [Case("daphne-mem-slowreader-200", "relay", 200, slow_reader=True)]
     cases += [Case("idle-1000", "idle", 1000)]
     return cases
@@ -230,7 +236,7 @@ class Database:
 
 
 class Sampler(threading.Thread):
-    """Peak RSS (sum over the processes) sampled every 100 ms."""
+    """Peak RSS (sum over the processes) sampled every 100 ms; every sample in ``series``."""
 
     def __init__(self, pids: list[int]) -> None:
         super().__init__(daemon=True)
@@ -238,6 +244,7 @@ class Sampler(threading.Thread):
 
         self.procs = [psutil.Process(p) for p in pids]
         self.peak = 0
+        self.series: list[tuple[float, int]] = []
         self.stopped = threading.Event()
 
     def rss(self) -> int:
@@ -253,7 +260,9 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(0.1):
             with contextlib.suppress(Exception):
-                self.peak = max(self.peak, self.rss())
+                rss = self.rss()
+                self.peak = max(self.peak, rss)
+                self.series.append((time.monotonic(), rss))
 
 
 class Bench:
@@ -326,6 +335,9 @@ class Bench:
             GOOGLE_GEMINI_MODEL=GOOGLE_MODEL,
             PLAYGROUND_MAX_RUNNING_PER_USER="100000",
             PLAYGROUND_MAX_STARTS_PER_MINUTE="100000",
+            # Every bench socket comes from 127.0.0.1, hundreds at once (accounts/limits.py).
+            WS_MAX_UNAUTHENTICATED_PER_CLIENT="100000",
+            WS_MAX_UNAUTHENTICATED="100000",
             DATABASE_URL=self.db.url if self.db else "",
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
@@ -510,7 +522,8 @@ class Bench:
         end = time.monotonic()
         if sampler:
             cpu1 = sampler.cpu()
-            sampler.stopped.set()
+            if slow is None:  # else RSS is followed until the slow socket is gone
+                sampler.stopped.set()
             result.cpu = 100 * (cpu1 - cpu0) / (end - start_at)
             result.cpu_s = cpu1 - cpu0
             result.rss = sampler.peak / 2**20
@@ -535,10 +548,23 @@ class Bench:
             slow.join(5)
             rss_after = Sampler(pids).rss() if pids else 0
             mib = 2**20
+            over_time = ""
+            if sampler:
+                sampler.stopped.set()
+                result.rss = sampler.peak / mib
+                # Server RSS every 2 s from the common start to the slow socket's end.
+                series = sampler.series
+                picked = [rss for t, rss in series if t >= start_at][::20]
+                over_time = (
+                    f"; RSS every 2 s: {', '.join(f'{r / mib:.0f}' for r in picked)} MiB "
+                    f"(spread {(max(picked) - min(picked)) / mib:.0f} MiB)"
+                    if picked
+                    else ""
+                )
             result.note = (
                 f"slow socket: {slow.watches} watches of a 1.6 MB snapshot sent, "
                 f"{slow.closed or 'still open'}; server RSS {rss_before / mib:.0f} -> "
-                f"{rss_after / mib:.0f} MiB (peak {result.rss:.0f}). {result.note}"
+                f"{rss_after / mib:.0f} MiB (peak {result.rss:.0f}){over_time}. {result.note}"
             ).strip()
         return result
 
@@ -568,6 +594,8 @@ class Bench:
                 continue
             if cmp.get("errors"):
                 problems.append(str(cmp["errors"][0])[:200])
+            if any("closed by the server" in str(e) for e in cmp.get("errors") or []):
+                result.closed += 1
             first_t = min(first_t, cmp["sent"])
             for key, info in cmp["models"].items():
                 writes = upstream.get((f"{tag_prefix}-{cmp['i']}", VENDOR_OF_MODEL[key]), [])
@@ -594,8 +622,10 @@ class Bench:
                     for idx, t in info["times"].items():
                         if int(idx) < len(writes):
                             result.watch_chunk.append((t - writes[int(idx)]) * 1000)
-        missing = case.total - len(seen)
-        result.lost += missing * 2 * case.deltas
+        # A socket that never opened sent no start: reported beside the loss, not in it.
+        result.unopened = sum(1 for f in data["failures"] if str(f).startswith("connect:"))
+        missing = case.total - len(seen) - result.unopened * case.repeat
+        result.lost += max(0, missing) * 2 * case.deltas
         if last_t > first_t:
             result.chunks_per_s = result.chunks / (last_t - first_t)
         if problems:
@@ -790,7 +820,9 @@ def row(r: Result) -> str:
         f"| {ms(pct(r.chunk, 50))} / {ms(pct(r.chunk, 99))} / {ms(max(r.chunk, default=math.nan))} "
         f"| {ms(pct(r.start_first, 50))} / {ms(pct(r.start_first, 99))} "
         f"| {r.chunks_per_s:.0f} | {r.peak} | {r.lost} / {r.dup} / {r.bad}"
-        f"{f' ({r.refused} starts refused: server busy)' if r.refused else ''} "
+        f"{f' ({r.refused} starts refused: server busy)' if r.refused else ''}"
+        f"{f' ({r.closed} sockets closed by the server)' if r.closed else ''}"
+        f"{f' ({r.unopened} sockets not opened)' if r.unopened else ''} "
         f"| {'—' if math.isnan(r.cpu) else f'{r.cpu:.0f}'} | {ms(r.rss)} | {db} |"
     )
 
@@ -939,6 +971,27 @@ def targets(results: list[Result], rows: list[Added]) -> list[str]:
                 f"- ≤ 64 KiB per idle authenticated connection: {verdict(r.per_idle_kib <= 64)} "
                 f"— {r.per_idle_kib:.1f} KiB ({r.note})."
             )
+    for r in results:
+        if r.refused or r.closed or r.unopened:
+            whole = r.lost + r.dup + r.bad == 0 and r.closed == 0
+            lines.append(
+                f"- Overload sheds starts, admitted comparisons stay whole ({r.case.name}): "
+                f"{verdict(whole)} — {r.case.total - r.refused - r.unopened} admitted: "
+                f"{r.lost} chunks lost, {r.closed} sockets closed by the server; "
+                f"{r.refused} starts refused as server-busy, {r.unopened} sockets not opened."
+            )
+    off = by_result.get("daphne-mem-slowreader-200-off")
+    slow = by_result.get("daphne-mem-slowreader-200")
+    if off and slow and off.chunk and slow.chunk:
+        moved = pct(slow.chunk, 99) - pct(off.chunk, 99)
+        lines.append(
+            f"- A never-reading socket does not slow the 100 normal ones (chunk p99 with it "
+            f"vs without, same server, same run): {ms(pct(slow.chunk, 99))} vs "
+            f"{ms(pct(off.chunk, 99))} ms ({'+' if moved >= 0 else ''}{ms(moved)} ms; p50 "
+            f"{ms(pct(slow.chunk, 50))} vs {ms(pct(off.chunk, 50))} ms), "
+            f"{slow.lost + slow.dup + slow.bad} lost/dup/bad; server peak RSS {ms(slow.rss)} vs "
+            f"{ms(off.rss)} MiB."
+        )
     normal = next((r for r in results if r.case.name == "daphne-mem-50"), None)
     dense = next((r for r in results if r.case.name == "daphne-mem-dense-50"), None)
     if normal and dense and not math.isnan(normal.db_rows) and not math.isnan(dense.db_rows):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.common import ANTHROPIC_MODEL, GOOGLE_MODEL, rendezvous, scripted
 
@@ -228,6 +229,11 @@ async def _comparison(
             await _read_until_complete(ws, log, created)
     except TimeoutError:
         stuck.append("starting socket: no comparisonComplete")
+    except ConnectionClosed as exc:  # kept: its chunks so far are checked, the rest are lost
+        stuck.append(f"starting socket closed by the server ({exc.rcvd.code if exc.rcvd else '-'})")
+    if watch_task is not None and not session.done():
+        watch_task.cancel()  # refused (or cut) before its first chunk: nothing to watch
+        watch_task = None
     if watch_task is not None:
         try:
             async with asyncio.timeout(max(1.0, cfg["deadline"] - 4 - monotonic())):
@@ -282,6 +288,8 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
     opened = await asyncio.gather(*(_connect(cfg, tokens[k]) for k in keys), return_exceptions=True)
     failures = [f"connect: {o!r}" for o in opened if isinstance(o, BaseException)]
     await rendezvous(cfg)
+    # The comparisons' time counts from the common start, not from a slow connection storm.
+    cfg["deadline"] = max(cfg["deadline"], cfg["start_at"] + cfg["timeout"])
     repeat = int(cfg.get("repeat", 1))
 
     async def in_a_row(k: str, sockets: Any) -> list[Any]:
