@@ -25,6 +25,14 @@ from comparisons.models import Comparison
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
+async def _import_sdks() -> None:
+    """Import both vendors' SDKs off the loop first: on a busy machine the first start would
+    otherwise spend more than a receive timeout importing them on the event loop's thread."""
+    await sync_to_async(services.comparison_plan)(
+        choices=[ModelChoice(provider="google"), ModelChoice(provider="anthropic")]
+    )
+
+
 async def _until_chunks(client, count: int) -> None:
     seen: set[str] = set()
 
@@ -40,6 +48,7 @@ async def test_a_start_over_the_process_stream_bound_is_refused_as_server_busy(
     settings, upstream_providers, connect
 ) -> None:
     settings.PLAYGROUND_MAX_STREAMS_PER_PROCESS = 2
+    await _import_sdks()
     upstream = upstream_providers
     upstream.script("held", deltas=["a", "b"], stall_after=1)
     upstream.script("refused", deltas=["x"])
@@ -78,10 +87,7 @@ async def test_a_start_while_the_event_loop_lags_is_refused_and_admitted_runs_st
     settings, upstream_providers, connect
 ) -> None:
     settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS = 0.1
-    # Import both vendors' SDKs first (seconds on a busy machine, in the loop's thread).
-    await sync_to_async(services.comparison_plan)(
-        choices=[ModelChoice(provider="google"), ModelChoice(provider="anthropic")]
-    )
+    await _import_sdks()
     upstream = upstream_providers
     deltas = [f"part {i}. " for i in range(20)]
     upstream.script("admitted", deltas=deltas, delay=0.05)
