@@ -28,9 +28,12 @@ def test_a_follow_up_and_a_continue_from_in_the_page(
     upstream: FakeUpstream,
     screenshots: Path,
 ) -> None:
-    upstream.script("pagefu.anthropic", deltas=["Claude ", "<img src=x onerror=alert(1)>says hi"])
+    upstream.script(
+        "pagefu.anthropic", deltas=["Claude ", "<script>window.pwned = 1</script>says hi"]
+    )
     marker = upstream.script("pagefu", deltas=["GPT ", "says **hello**"])
     page = playground.page
+    playground.expect.set_options(timeout=30_000)  # a busy machine: the page's first load
     playground.open()
     sid = playground.compare(f"Greet me {marker}", CLAUDE, GPT)
     for index in range(2):
@@ -46,8 +49,9 @@ def test_a_follow_up_and_a_continue_from_in_the_page(
     playground.expect(turns.locator(".turn").nth(0)).to_contain_text("GPT says hello")
     playground.expect(turns.locator(".turn").nth(1)).to_have_text("Turn 1: Why?")
     playground.expect(page.locator("#followup-prompt")).to_have_value("")
-    # Model output in the history is sanitised like the live answer: no handler survives.
-    assert page.locator(".column-turns img[onerror]").count() == 0
+    # Model output in the history is sanitised like the live answer: no script survives.
+    assert page.locator(".column-turns script").count() == 0
+    assert page.evaluate("window.pwned") is None
     assert chat(upstream, "pagefu", "openai") == [
         ("user", f"Greet me {marker}"),
         ("assistant", "GPT says **hello**"),
@@ -61,13 +65,13 @@ def test_a_follow_up_and_a_continue_from_in_the_page(
         playground.wait_status(index, "complete")
     claude_thread = [
         ("user", f"Greet me {marker}"),
-        ("assistant", "Claude <img src=x onerror=alert(1)>says hi"),
+        ("assistant", "Claude <script>window.pwned = 1</script>says hi"),
         ("user", "Why?"),
-        ("assistant", "Claude <img src=x onerror=alert(1)>says hi"),
+        ("assistant", "Claude <script>window.pwned = 1</script>says hi"),
         ("user", "Summarise."),
     ]
     assert chat(upstream, "pagefu", "openai") == claude_thread
-    assert chat(upstream, "pagefu", "anthropic") == claude_thread
+    assert chat(upstream, "pagefu.anthropic", "anthropic") == claude_thread
     playground.expect(playground.column(1).locator(".turn").nth(2)).to_have_text(
         "Turn 2: Summarise."
     )
@@ -86,4 +90,5 @@ def test_a_follow_up_and_a_continue_from_in_the_page(
     playground.expect(playground.column(0).locator(".turn")).to_have_count(3)
     playground.expect(playground.column(0).locator(".turn").nth(1)).to_contain_text("Why?")
     playground.wait_status(0, "complete")
-    assert page.locator(".column-turns img[onerror]").count() == 0
+    assert page.locator(".column-turns script").count() == 0
+    assert page.evaluate("window.pwned") is None
