@@ -539,6 +539,7 @@ function onEvent(event, data) {
       onSessionCreated(data);
       break;
     case "sessionSnapshot":
+      if (data.turns) onSnapshot({ ...data, models: data.turns[0].models, status: data.status });
       onSnapshot(data);
       onSnapshotTurns(data);
       break;
