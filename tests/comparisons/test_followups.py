@@ -387,3 +387,49 @@ async def test_another_tab_sees_follow_up_turns_live_and_in_its_snapshot(
     assert [m["content"] for m in snapshot["models"]] == ["A0", "O0"]
     assert snapshot["turns"][1]["models"] == snapshot["models"]
     assert got[-1]["data"] == {"sessionId": sid, "status": "complete"}
+
+
+async def test_exports_hold_every_turn_and_others_get_404(
+    upstream_providers, connect, token_for
+) -> None:
+    marker = script_answers(upstream_providers, "export")
+    client = await connect("user_alice")
+    sid = await first_turn(
+        client, f"Hi {marker}", [{"provider": "anthropic"}, {"provider": "openai"}]
+    )
+    await a_turn(
+        client,
+        "sendFollowUp",
+        {"sessionId": sid, "prompt": "=cmd|' /C calc'!A0", "models": [KEYS["openai"]]},
+    )
+
+    async def export(fmt: str, user: str) -> tuple[int, str]:
+        communicator = HttpCommunicator(
+            application,
+            "GET",
+            f"/sessions/{sid}/export?format={fmt}",
+            headers=[
+                (b"host", b"testserver"),
+                (b"authorization", f"Bearer {token_for(user)}".encode()),
+            ],
+        )
+        response = await communicator.get_response(timeout=10)
+        return response["status"], response["body"].decode()
+
+    status, csv_text = await export("csv", "user_alice")
+    assert status == 200
+    rows = [line.split(",") for line in csv_text.strip().splitlines()[1:]]
+    assert [(row[1], row[2], row[6]) for row in rows] == [
+        ("0", KEYS["anthropic"], "A0"),
+        ("0", KEYS["openai"], "O0"),
+        ("1", KEYS["openai"], "O0"),
+    ]
+    status, markdown = await export("md", "user_alice")
+    assert status == 200
+    assert "## Turn 1" in markdown and "=cmd|' /C calc'!A0" in markdown
+    assert markdown.index("## Prompt") < markdown.index("## Turn 1")
+    status, text = await export("json", "user_alice")
+    assert [t["turn"] for t in json.loads(text)["turns"]] == [0, 1]
+    for fmt in ("csv", "md", "json"):
+        status, _ = await export(fmt, "user_mallory")
+        assert status == 404, fmt

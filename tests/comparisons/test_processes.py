@@ -540,7 +540,7 @@ async def test_follow_up_turns_reach_watchers_in_another_process(
         starter = await open_socket(first, auth, "user_turns")
         models = [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}]
         await starter.send("startComparison", {"prompt": "Relays?", "models": models})
-        sid = (await starter.receive())["data"]["sessionId"]
+        sid = (await starter.receive(timeout=60))["data"]["sessionId"]
         await starter.until("comparisonComplete", timeout=60)
 
         watcher = await open_socket(second, auth, "user_turns")
