@@ -347,6 +347,12 @@ async def test_a_blind_follow_up_keeps_the_models_hidden(upstream_providers, con
     snapshot = (await other.until_event("sessionSnapshot"))[-1]["data"]
     assert snapshot["turn"] == 2 and [t["turn"] for t in snapshot["turns"]] == [0, 1, 2]
     assert "claude" not in json.dumps(snapshot) and "gemini" not in json.dumps(snapshot)
+    # Each turn can be voted on (one vote per turn); a turn that does not exist cannot.
+    await client.send("vote", {"sessionId": sid, "winner": "B", "turn": 2})
+    assert (await client.receive())["data"] == {"sessionId": sid, "turn": 2, "winner": "B"}
+    await client.send("vote", {"sessionId": sid, "winner": "A", "turn": 3})
+    refused = (await client.receive())["data"]["message"]
+    assert refused.startswith("Turn 3 does not exist; this comparison has 3 turn(s)")
 
 
 async def test_another_tab_sees_follow_up_turns_live_and_in_its_snapshot(
