@@ -727,9 +727,14 @@ class Connection:
     async def _send_saved(self, comparison: Comparison) -> None:
         """The saved state as ``sessionSnapshot``; a finished comparison's is followed by its
         one ``comparisonComplete``, as from a run, so every watcher gets one end marker."""
-        frames = [events.session_snapshot(saved_snapshot(comparison))]
+        snapshot = saved_snapshot(comparison)
+        frames = [events.session_snapshot(snapshot)]
         if comparison.status != ComparisonStatus.STREAMING:
+            # The last turn's end marker, as its run sent it (``turn`` after a follow-up).
+            turn = int(snapshot.get("turn", 0))
             frames.append(
-                events.comparison_complete(session_id=comparison.id, status=comparison.status)
+                events.comparison_complete(
+                    session_id=comparison.id, status=comparison.status, turn=turn
+                )
             )
         await self.subscriber.send_many(frames)

@@ -392,7 +392,7 @@ async def test_another_tab_sees_follow_up_turns_live_and_in_its_snapshot(
     ]
     assert [m["content"] for m in snapshot["models"]] == ["A0", "O0"]
     assert snapshot["turns"][1]["models"] == snapshot["models"]
-    assert got[-1]["data"] == {"sessionId": sid, "status": "complete"}
+    assert got[-1]["data"] == {"sessionId": sid, "status": "complete", "turn": 1}
 
 
 async def test_exports_hold_every_turn_and_others_get_404(
