@@ -76,27 +76,30 @@ def _as_csv(document: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     winners = {v["turn"]: v["winner"] for v in document["votes"]}
-    for slot in document["models"]:
-        key = slot["key"]
-        response = document["responses"].get(key, {})
-        metrics = response.get("metrics") or {}
-        row = [
-            document["id"],
-            0,
-            key,
-            slot["provider"],
-            slot["modelName"],
-            response.get("status"),
-            response.get("content"),
-            response.get("error"),
-            metrics.get("durationInMilliseconds"),
-            metrics.get("timeToFirstTokenInMilliseconds"),
-            metrics.get("inputTokens"),
-            metrics.get("outputTokens"),
-            metrics.get("estimatedCost"),
-            winners.get(0),
-        ]
-        writer.writerow([_cell(value) for value in row])
+    for turn in document["turns"]:
+        for slot in document["models"]:
+            key = slot["key"]
+            response = turn["responses"].get(key)
+            if response is None:
+                continue  # a follow-up without this model
+            metrics = response.get("metrics") or {}
+            row = [
+                document["id"],
+                turn["turn"],
+                key,
+                slot["provider"],
+                slot["modelName"],
+                response.get("status"),
+                response.get("content"),
+                response.get("error"),
+                metrics.get("durationInMilliseconds"),
+                metrics.get("timeToFirstTokenInMilliseconds"),
+                metrics.get("inputTokens"),
+                metrics.get("outputTokens"),
+                metrics.get("estimatedCost"),
+                winners.get(turn["turn"]),
+            ]
+            writer.writerow([_cell(value) for value in row])
     return out.getvalue()
 
 
@@ -108,24 +111,32 @@ def _as_markdown(document: dict[str, Any]) -> str:
         lines.append(f"- Blind: yes ({'revealed' if document['revealed'] else 'not revealed'})")
     for vote in document["votes"]:
         lines.append(f"- Vote (turn {vote['turn']}): {vote['winner']}")
-    lines += ["", "## Prompt", "", document["prompt"], ""]
     if document.get("system"):
-        lines += ["## System", "", document["system"], ""]
-    for slot in document["models"]:
-        key = slot["key"]
-        response = document["responses"].get(key, {})
-        name = f"{slot['provider']}:{slot['modelName']}" if slot["provider"] else "hidden"
-        lines += [f"## {key} ({name})", ""]
-        lines.append(response.get("content") or "")
-        if response.get("error"):
-            lines += ["", f"> Error: {response['error']}"]
-        metrics = response.get("metrics")
-        if metrics:
-            lines += [
-                "",
-                f"_{metrics['durationInMilliseconds']:.0f} ms, {metrics['tokensUsed']} tokens_",
-            ]
-        lines.append("")
+        lines += ["", "## System", "", document["system"]]
+    turns = document["turns"]
+    for turn in turns:
+        heading = "Prompt" if turn["turn"] == 0 else f"Turn {turn['turn']}"
+        if turn["mode"] == "continueFrom":
+            heading += f" (continued from {turn['from']})"
+        lines += ["", f"## {heading}", "", turn["prompt"], ""]
+        for slot in document["models"]:
+            key = slot["key"]
+            response = turn["responses"].get(key)
+            if response is None:
+                continue
+            name = f"{slot['provider']}:{slot['modelName']}" if slot["provider"] else "hidden"
+            level = "##" if len(turns) == 1 else "###"
+            lines += [f"{level} {key} ({name})", ""]
+            lines.append(response.get("content") or "")
+            if response.get("error"):
+                lines += ["", f"> Error: {response['error']}"]
+            metrics = response.get("metrics")
+            if metrics:
+                lines += [
+                    "",
+                    f"_{metrics['durationInMilliseconds']:.0f} ms, {metrics['tokensUsed']} tokens_",
+                ]
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -23,8 +23,8 @@ def possible_id(comparison_id: str) -> bool:
 
 
 def comparison_turn_count(*, comparison: Comparison) -> int:
-    """How many turns the comparison has. One for now: follow-up turns will add theirs."""
-    return 1
+    """How many turns the comparison has (the first prompt and its follow-ups)."""
+    return 1 + len(comparison.turns.all())
 
 
 def comparison_owned(*, user_id: str, comparison_id: str) -> Comparison:

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest
 
-from comparisons.models import Comparison, ModelResponse
+from comparisons.models import Comparison, ModelResponse, Turn
 
 
 class ReadOnlyMixin:
@@ -27,7 +27,7 @@ class ModelResponseInline(ReadOnlyMixin, admin.StackedInline):
     extra = 0
     can_delete = False
     fields = (
-        ("key", "provider", "model_name", "response_model", "status"),
+        ("turn", "key", "provider", "model_name", "response_model", "status"),
         ("temperature", "max_tokens", "finish_reason"),
         "content",
         "error",
@@ -39,6 +39,18 @@ class ModelResponseInline(ReadOnlyMixin, admin.StackedInline):
     readonly_fields = tuple(
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelResponse]:
+        # Every turn's answers, not only the first prompt's (the default manager's).
+        return ModelResponse.all_turns.order_by("turn", "position")
+
+
+class TurnInline(ReadOnlyMixin, admin.TabularInline):
+    model = Turn
+    extra = 0
+    can_delete = False
+    fields = ("index", "prompt", "mode", "source_key", "created_at")
+    readonly_fields = fields
 
 
 class ProviderFilter(admin.SimpleListFilter):
@@ -90,7 +102,7 @@ class ComparisonAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "updated_at",
     )
     fields = readonly_fields
-    inlines = (ModelResponseInline,)
+    inlines = (TurnInline, ModelResponseInline)
     list_per_page = 50
 
     def get_object(

@@ -16,7 +16,9 @@ from arena.errors import ArenaError
 from comparisons import events
 from comparisons.events import Frame
 from comparisons.frames import (
+    ContinueFrom,
     ModelRef,
+    SendFollowUp,
     SessionRef,
     StartComparison,
     VoteCast,
@@ -128,6 +130,28 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             frame = parse(SessionRef, "watchSession", data)
             await self.connection.watch(frame.sessionId)
         except (ValueError, LiveError) as exc:
+            await self.send_error(str(exc))
+
+    async def on_sendFollowUp(self, data: Any) -> None:
+        try:
+            frame = parse(SendFollowUp, "sendFollowUp", data)
+            await self.connection.follow_up(
+                frame.sessionId, prompt=frame.prompt, mode="followUp", keys=frame.models
+            )
+        except LiveError as exc:
+            await self.send_frame(events.error(message=str(exc), reason=exc.reason))
+        except ValueError as exc:
+            await self.send_error(str(exc))
+
+    async def on_continueFrom(self, data: Any) -> None:
+        try:
+            frame = parse(ContinueFrom, "continueFrom", data)
+            await self.connection.follow_up(
+                frame.sessionId, prompt=frame.prompt, mode="continueFrom", source_key=frame.model
+            )
+        except LiveError as exc:
+            await self.send_frame(events.error(message=str(exc), reason=exc.reason))
+        except ValueError as exc:
             await self.send_error(str(exc))
 
     # --- arena events *(new)* -----------------------------------------------------------------

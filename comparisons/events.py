@@ -148,39 +148,74 @@ def session_created(
     return encode("sessionCreated", data)
 
 
-def model_status(*, session_id: str, model: str, status: str) -> Frame:
-    return encode("modelStatus", {"sessionId": session_id, "model": model, "status": status})
+def _with_turn(data: dict[str, Any], turn: int) -> dict[str, Any]:
+    """A follow-up turn's events carry ``turn`` *(new)*; the first turn's stay as they were."""
+    if turn:
+        data["turn"] = turn
+    return data
 
 
-def model_chunk(*, session_id: str, model: str, chunk: str, index: int) -> Frame:
-    data = {"sessionId": session_id, "model": model, "chunk": chunk, "index": index}
-    return Frame("modelChunk", _dumps_text(data))
+def model_status(*, session_id: str, model: str, status: str, turn: int = 0) -> Frame:
+    data = {"sessionId": session_id, "model": model, "status": status}
+    return encode("modelStatus", _with_turn(data, turn))
+
+
+def model_chunk(*, session_id: str, model: str, chunk: str, index: int, turn: int = 0) -> Frame:
+    data: dict[str, Any] = {"sessionId": session_id, "model": model, "chunk": chunk, "index": index}
+    return Frame("modelChunk", _dumps_text(_with_turn(data, turn)))
 
 
 class ChunkEncoder:
     """``modelChunk`` of one model slot, the hot path: the constant part is encoded once."""
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("_prefix", "_suffix")
 
-    def __init__(self, *, session_id: str, model: str) -> None:
+    def __init__(self, *, session_id: str, model: str, turn: int = 0) -> None:
         self._prefix = (
             '{"sessionId":' + _dumps(session_id) + ',"model":' + _dumps(model) + ',"chunk":'
         )
+        self._suffix = f',"turn":{turn}}}' if turn else "}"
 
     def __call__(self, chunk: str, index: int) -> Frame:
-        return Frame("modelChunk", f'{self._prefix}{_dumps_text(chunk)},"index":{index}}}')
+        return Frame(
+            "modelChunk", f'{self._prefix}{_dumps_text(chunk)},"index":{index}{self._suffix}'
+        )
 
 
 def model_complete(
-    *, session_id: str, model: str, metrics: Metrics | Mapping[str, Any] | None
+    *, session_id: str, model: str, metrics: Metrics | Mapping[str, Any] | None, turn: int = 0
 ) -> Frame:
     """``metrics``: a live run's :class:`Metrics`, or their saved wire form (a replay)."""
     wire = metrics.wire() if isinstance(metrics, Metrics) else metrics
-    return encode("modelComplete", {"sessionId": session_id, "model": model, "metrics": wire})
+    data = {"sessionId": session_id, "model": model, "metrics": wire}
+    return encode("modelComplete", _with_turn(data, turn))
 
 
-def model_error(*, session_id: str, model: str, error: str) -> Frame:
-    return encode("modelError", {"sessionId": session_id, "model": model, "error": error})
+def model_error(*, session_id: str, model: str, error: str, turn: int = 0) -> Frame:
+    data = {"sessionId": session_id, "model": model, "error": error}
+    return encode("modelError", _with_turn(data, turn))
+
+
+def turn_started(
+    *,
+    session_id: str,
+    turn: int,
+    prompt: str,
+    mode: str,
+    source: str | None,
+    models: list[dict[str, str | None]],
+) -> Frame:
+    """``turnStarted`` *(new)*: a follow-up turn was admitted; its model events follow, then its
+    ``comparisonComplete``. ``from``: the slot a ``continueFrom`` continues."""
+    data = {
+        "sessionId": session_id,
+        "turn": turn,
+        "prompt": prompt,
+        "mode": mode,
+        "from": source,
+        "models": models,
+    }
+    return Frame("turnStarted", _dumps_text(data))
 
 
 def session_snapshot(snapshot: Mapping[str, Any]) -> Frame:
@@ -189,13 +224,15 @@ def session_snapshot(snapshot: Mapping[str, Any]) -> Frame:
     return Frame("sessionSnapshot", _dumps_text(snapshot))
 
 
-def comparison_complete(*, session_id: str, status: str, saved: bool = True) -> Frame:
-    """``comparisonComplete``: ``{sessionId, status, saved?}``; ``saved: false`` only when the
-    final state could not be stored (the status is then the run's, not the database's)."""
+def comparison_complete(
+    *, session_id: str, status: str, saved: bool = True, turn: int = 0
+) -> Frame:
+    """``comparisonComplete``: ``{sessionId, status, saved?, turn?}``; ``saved: false`` only when
+    the final state could not be stored (the status is then the run's, not the database's)."""
     data: dict[str, Any] = {"sessionId": session_id, "status": status}
     if not saved:
         data["saved"] = False
-    return encode("comparisonComplete", data)
+    return encode("comparisonComplete", _with_turn(data, turn))
 
 
 def vote_recorded(*, session_id: str, turn: int, winner: str) -> Frame:

@@ -99,6 +99,42 @@ class ModelRef(SessionRef):
     model: Annotated[Text, Field(min_length=1, max_length=255)]
 
 
+def _prompt_checked(value: str) -> str:
+    if not value.strip():
+        raise ValueError("prompt must not be empty")
+    limit = settings.PLAYGROUND_MAX_PROMPT_CHARS
+    if len(value) > limit:
+        raise ValueError(f"prompt is {len(value)} characters; the limit is {limit}")
+    return value
+
+
+Prompt = Annotated[Text, AfterValidator(_prompt_checked)]
+SlotKey = Annotated[Text, Field(min_length=1, max_length=255)]
+
+
+class SendFollowUp(SessionRef):
+    """``sendFollowUp`` *(new)*: the next turn; each model (or only ``models``, slot keys)
+    continues its own conversation."""
+
+    prompt: Prompt
+    models: Annotated[list[SlotKey], Field(min_length=1, max_length=26)] | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each model may be named once")
+        return value
+
+
+class ContinueFrom(SessionRef):
+    """``continueFrom`` *(new)*: the next turn; every model continues the conversation of
+    ``model`` (a slot key), whose last answer becomes their shared context."""
+
+    model: SlotKey
+    prompt: Prompt
+
+
 Turn = Annotated[StrictInt, Field(ge=0, le=10_000)]
 
 

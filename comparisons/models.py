@@ -88,13 +88,55 @@ class Comparison(models.Model):
 
     @property
     def total_cost(self) -> float:
-        return sum(r.estimated_cost or 0.0 for r in self.responses.all())
+        rows = ModelResponse.all_turns.filter(comparison=self)
+        return sum(r.estimated_cost or 0.0 for r in rows)
+
+
+class TurnMode(models.TextChoices):
+    FOLLOW_UP = "followUp"  # every model continues its own thread
+    CONTINUE_FROM = "continueFrom"  # every model continues the chosen model's thread
+
+
+class Turn(models.Model):
+    """A follow-up prompt of a comparison (turn 1, 2, …; turn 0 is the comparison's own prompt,
+    kept on :class:`Comparison`). Its answers are the :class:`ModelResponse` rows of its index."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveSmallIntegerField()
+    #: The owner, denormalised: the per-minute start limit counts turns per user.
+    user_id = models.CharField(max_length=255)
+    prompt = models.TextField()
+    mode = models.CharField(max_length=16, choices=TurnMode.choices, default=TurnMode.FOLLOW_UP)
+    source_key = models.CharField(
+        max_length=255, blank=True, default="", help_text="continueFrom: the slot continued from."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("comparison", "index")
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "index"], name="turn_comparison_index")
+        ]
+        indexes = [models.Index(fields=["user_id", "created_at"], name="turn_user_created")]
+
+    def __str__(self) -> str:
+        return f"{self.comparison_id} turn {self.index}"
+
+
+class FirstTurnManager(models.Manager["ModelResponse"]):
+    """The first turn's responses only: ``comparison.responses`` keeps meaning what it meant
+    before follow-ups existed (the seed's ``responses``, votes' slots, replays). Every turn:
+    ``ModelResponse.all_turns``."""
+
+    def get_queryset(self) -> models.QuerySet[ModelResponse]:
+        return super().get_queryset().filter(turn=0)
 
 
 class ModelResponse(models.Model):
-    """One model slot of a comparison: what was asked of it and what it answered."""
+    """One model slot of a comparison in one turn: what was asked of it and what it answered."""
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="responses")
+    turn = models.PositiveSmallIntegerField(default=0, help_text="0: the first prompt.")
     position = models.PositiveSmallIntegerField()
     key = models.CharField(max_length=255, help_text="Slot key: model name, #2/#3 on repeats.")
     provider = models.CharField(max_length=64)
@@ -140,13 +182,19 @@ class ModelResponse(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = FirstTurnManager()
+    all_turns = models.Manager["ModelResponse"]()
+
     class Meta:
-        ordering = ("comparison", "position")
+        ordering = ("comparison", "turn", "position")
+        base_manager_name = "all_turns"
         constraints = [
             models.UniqueConstraint(
-                fields=["comparison", "position"], name="response_slot_position"
+                fields=["comparison", "turn", "position"], name="response_turn_slot_position"
             ),
-            models.UniqueConstraint(fields=["comparison", "key"], name="response_slot_key"),
+            models.UniqueConstraint(
+                fields=["comparison", "turn", "key"], name="response_turn_slot_key"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,9 @@ from typing import Any
 from ninja import Field, Schema
 
 from comparisons.events import HIDDEN_ERROR, metrics_hidden
-from comparisons.models import Comparison, ModelResponse
+from comparisons.models import RESPONSE_FINISHED, Comparison, ModelResponse
+from comparisons.selectors import comparison_turns
+from comparisons.services import comparison_overall_status
 
 
 class MetricsOut(Schema):
@@ -75,6 +77,40 @@ def response_out(row: ModelResponse, *, hidden: bool) -> dict[str, Any]:
     }
 
 
+class TurnOut(Schema):
+    turn: int = Field(..., description="0: the comparison's prompt; 1, 2, …: follow-ups.")
+    prompt: str
+    mode: str | None = Field(..., description="followUp or continueFrom; null for turn 0.")
+    from_: str | None = Field(
+        ..., alias="from", description="continueFrom: the slot key continued from."
+    )
+    status: str
+    responses: dict[str, ResponseOut]
+
+
+def turns_out(comparison: Comparison) -> list[dict[str, Any]]:
+    """Every turn with its answers (masked as ``responses`` are while blind)."""
+    hidden = comparison.identity_hidden
+    out = []
+    for turn in comparison_turns(comparison=comparison):
+        statuses = [row.status for row in turn.rows]
+        if all(status in RESPONSE_FINISHED for status in statuses):
+            status = comparison_overall_status(statuses)
+        else:
+            status = "streaming"
+        out.append(
+            {
+                "turn": turn.index,
+                "prompt": turn.prompt,
+                "mode": turn.mode,
+                "from": turn.source,
+                "status": status,
+                "responses": {row.key: response_out(row, hidden=hidden) for row in turn.rows},
+            }
+        )
+    return out
+
+
 class SessionOut(Schema):
     """A saved comparison, as the seed's ``GET /sessions`` returned it (plus new fields)."""
 
@@ -86,6 +122,9 @@ class SessionOut(Schema):
     system: str | None
     models: list[ModelSlotOut]
     responses: dict[str, ResponseOut]
+    turns: list[TurnOut] = Field(
+        ..., description="Every turn (the first prompt, then follow-ups) with its answers."
+    )
     status: str
     blind: bool = Field(False, description="A blind battle (keys A, B, …).")
     revealed: bool = Field(True, description="false while a blind comparison's models are hidden.")
@@ -106,6 +145,10 @@ class SessionOut(Schema):
     def resolve_responses(obj: Comparison) -> dict[str, dict[str, Any]]:
         hidden = obj.identity_hidden
         return {row.key: response_out(row, hidden=hidden) for row in obj.responses.all()}
+
+    @staticmethod
+    def resolve_turns(obj: Comparison) -> list[dict[str, Any]]:
+        return turns_out(obj)
 
     @staticmethod
     def resolve_revealed(obj: Comparison) -> bool:

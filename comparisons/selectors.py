@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from comparisons.models import Comparison, ModelResponse
+from comparisons.models import Comparison, ModelResponse, Turn
 
 
 def _possible_id(comparison_id: str) -> bool:
@@ -17,7 +18,14 @@ def _possible_id(comparison_id: str) -> bool:
 
 def _with_responses(queryset: QuerySet[Comparison]) -> QuerySet[Comparison]:
     return queryset.prefetch_related(
-        Prefetch("responses", queryset=ModelResponse.objects.order_by("position"))
+        Prefetch("responses", queryset=ModelResponse.objects.order_by("position")),
+        # Follow-up turns' answers apart (none for most comparisons): turn 0's rows once.
+        Prefetch(
+            "responses",
+            queryset=ModelResponse.all_turns.filter(turn__gt=0).order_by("turn", "position"),
+            to_attr="later_responses",
+        ),
+        Prefetch("turns", queryset=Turn.objects.order_by("index")),
     )
 
 
@@ -50,3 +58,41 @@ def comparison_get_any(*, comparison_id: str) -> Comparison | None:
     if not _possible_id(comparison_id):
         return None
     return _with_responses(Comparison.objects.filter(pk=comparison_id)).first()
+
+
+@dataclass(frozen=True, slots=True)
+class TurnView:
+    """One turn of a comparison: its prompt and its answers (slot order). Turn 0 is the
+    comparison's own prompt (``mode`` ``None``)."""
+
+    index: int
+    prompt: str
+    mode: str | None
+    source: str | None
+    rows: list[ModelResponse]
+
+
+def comparison_turns(*, comparison: Comparison) -> list[TurnView]:
+    """Every turn of ``comparison``, in order (from the prefetch when it was loaded here)."""
+    later = getattr(comparison, "later_responses", None)
+    if later is None:
+        later = list(
+            ModelResponse.all_turns.filter(comparison=comparison, turn__gt=0).order_by(
+                "turn", "position"
+            )
+        )
+    by_turn: dict[int, list[ModelResponse]] = {}
+    for row in later:
+        by_turn.setdefault(row.turn, []).append(row)
+    views = [TurnView(0, comparison.prompt, None, None, list(comparison.responses.all()))]
+    for turn in sorted(comparison.turns.all(), key=lambda t: t.index):
+        views.append(
+            TurnView(
+                turn.index,
+                turn.prompt,
+                turn.mode,
+                turn.source_key or None,
+                by_turn.get(turn.index, []),
+            )
+        )
+    return views

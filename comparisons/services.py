@@ -19,13 +19,18 @@ from django.db.models import Count, Field, Model, Q
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
+from comparisons import selectors
 from comparisons.models import (
     RESPONSE_FINISHED,
     Comparison,
     ComparisonStatus,
     ModelResponse,
     ResponseStatus,
+    Turn,
+    TurnMode,
 )
+from comparisons.selectors import TurnView
+from providers.types import Message
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class ResponseProgress:
     content: str
     chunk_count: int
     timeline: list[list[float]] = field(default_factory=list)
+    #: The comparison's turn this slot answers (0: the first prompt).
+    turn: int = 0
     error: str = ""
     finish_reason: str = ""
     duration_ms: float | None = None
@@ -138,11 +145,13 @@ _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(%s))"
 def _usage_sql(user_id: str) -> tuple[str, list[Any]]:
     """PostgreSQL: the user's running comparisons and starts in the last minute, one query."""
     since = timezone.now() - timedelta(minutes=1)
+    # A follow-up turn is a start too (``turn_user_created`` serves its count).
     sql = (
         "SELECT count(*) FILTER (WHERE status = %s), count(*) FILTER (WHERE created_at >= %s)"
+        f" + (SELECT count(*) FROM {Turn._meta.db_table} WHERE user_id = %s AND created_at >= %s)"
         f" FROM {Comparison._meta.db_table} WHERE user_id = %s"
     )
-    return sql, [ComparisonStatus.STREAMING.value, since, user_id]
+    return sql, [ComparisonStatus.STREAMING.value, since, user_id, since, user_id]
 
 
 def _refusal(running: int, recent: int) -> LimitExceeded | None:
@@ -167,7 +176,8 @@ def _check_limits(user_id: str) -> None:
         running=Count("pk", filter=Q(status=ComparisonStatus.STREAMING)),
         recent=Count("pk", filter=Q(created_at__gte=since)),
     )
-    refusal = _refusal(row["running"], row["recent"])
+    turns = Turn.objects.filter(user_id=user_id, created_at__gte=since).count()
+    refusal = _refusal(row["running"], row["recent"] + turns)
     if refusal is not None:
         raise refusal
 
@@ -302,7 +312,7 @@ def _progress_statement() -> str:
     )
     return (
         f"UPDATE {quote(ModelResponse._meta.db_table)} SET {assignments}"
-        f" WHERE {quote('comparison_id')} = %s AND {quote('key')} = %s"
+        f" WHERE {quote('comparison_id')} = %s AND {quote('key')} = %s AND {quote('turn')} = %s"
     )
 
 
@@ -312,9 +322,10 @@ def _progress_statement_values(count: int) -> str:
     quote = connection.ops.quote_name
     fields = _progress_fields()
     columns = [quote(f.get_attname_column()[1] or f.name) for f in fields]
-    casts = [f"%s::{f.cast_db_type(connection)}" for f in fields] + ["%s::varchar", "%s::varchar"]
+    casts = [f"%s::{f.cast_db_type(connection)}" for f in fields]
+    casts += ["%s::varchar", "%s::varchar", "%s::integer"]
     row = f"({', '.join(casts)})"
-    names = [*columns, quote("_comparison_id"), quote("_key")]
+    names = [*columns, quote("_comparison_id"), quote("_key"), quote("_turn")]
     assignments = ", ".join(f"{c} = v.{c}" for c in columns)
     table = quote(ModelResponse._meta.db_table)
     return (
@@ -322,6 +333,7 @@ def _progress_statement_values(count: int) -> str:
         f" FROM (VALUES {', '.join([row] * count)}) AS v({', '.join(names)})"
         f" WHERE t.{quote('comparison_id')} = v.{quote('_comparison_id')}"
         f" AND t.{quote('key')} = v.{quote('_key')}"
+        f" AND t.{quote('turn')} = v.{quote('_turn')}"
     )
 
 
@@ -335,7 +347,7 @@ def _progress_write(
         fields = _progress_fields()
         rows = [
             [field.get_db_prep_save(getattr(item, field.name), connection) for field in fields]
-            + [comparison_id, item.key]
+            + [comparison_id, item.key, item.turn]
             for comparison_id, item in progress
         ]
         with connection.cursor() as cursor:
@@ -476,7 +488,7 @@ def comparison_sweep_stale(*, stale_before: datetime) -> list[str]:
     if not stale:
         return []
     now = timezone.now()
-    ModelResponse.objects.filter(comparison_id__in=stale).exclude(
+    ModelResponse.all_turns.filter(comparison_id__in=stale).exclude(
         status__in=list(RESPONSE_FINISHED)
     ).update(
         status=ResponseStatus.INTERRUPTED,
@@ -522,3 +534,189 @@ def comparison_plan(*, choices: Sequence[Any]) -> list[SlotSpec]:
             )
         )
     return slots
+
+
+# --- follow-up turns ---------------------------------------------------------------------------
+
+
+class TurnRefused(ValueError):
+    """A follow-up turn cannot start (``str()`` says why)."""
+
+
+class SessionNotFound(TurnRefused):
+    """No comparison of this user has that id (another user's answers the same)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSlot:
+    """One model slot of a follow-up turn, with the conversation it continues."""
+
+    key: str
+    provider: str
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    history: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    """A follow-up turn as planned from the saved comparison (admitted by
+    :func:`comparison_turn_create`)."""
+
+    comparison_id: str
+    index: int
+    prompt: str
+    system: str
+    mode: str
+    source_key: str
+    hidden: bool
+    slots: list[TurnSlot]
+    #: The turns before this one (for snapshots).
+    earlier: list[TurnView]
+
+
+def turn_threads(*, turns: Sequence[TurnView]) -> dict[str, list[Message]]:
+    """Each slot's conversation so far (user prompt, its answer, …), after the last turn.
+
+    A turn a slot did not answer (not chosen, or failed without text) adds nothing to its
+    thread; a ``continueFrom`` turn first replaces every thread with the chosen slot's."""
+    keys = [row.key for row in turns[0].rows] if turns else []
+    threads: dict[str, list[Message]] = {key: [] for key in keys}
+    for turn in turns:
+        if turn.mode == TurnMode.CONTINUE_FROM and turn.source is not None:
+            shared = threads.get(turn.source, [])
+            threads = {key: list(shared) for key in keys}
+        for row in turn.rows:
+            if row.content:
+                threads[row.key] += [
+                    Message("user", turn.prompt),
+                    Message("assistant", row.content),
+                ]
+    return threads
+
+
+def comparison_turn_plan(
+    *,
+    user_id: str,
+    comparison_id: str,
+    prompt: str,
+    mode: str = TurnMode.FOLLOW_UP,
+    keys: Sequence[str] | None = None,
+    source_key: str = "",
+) -> TurnPlan:
+    """Plan the next turn of the caller's comparison: ``followUp`` continues each chosen slot
+    (``keys``, default all) with its own thread; ``continueFrom`` continues every slot with the
+    thread of ``source_key``, whose answer in the last turn must have text.
+
+    Raises :class:`SessionNotFound` (missing or another user's), :class:`TurnRefused`."""
+    comparison = selectors.comparison_get(user_id=user_id, comparison_id=comparison_id)
+    if comparison is None:
+        raise SessionNotFound(f"Session {comparison_id} not found")
+    if comparison.status == ComparisonStatus.STREAMING:
+        raise TurnRefused(
+            f"Session {comparison_id} is still answering; wait for comparisonComplete "
+            "(or cancel it) before sending a follow-up"
+        )
+    turns = selectors.comparison_turns(comparison=comparison)
+    first = turns[0].rows
+    known = [row.key for row in first]
+    last = turns[-1].index
+    threads = turn_threads(turns=turns)
+    chosen = list(known)
+    if mode == TurnMode.CONTINUE_FROM:
+        if source_key not in known:
+            raise TurnRefused(f"Session {comparison_id} has no model '{source_key}'")
+        answer = next((r for r in turns[-1].rows if r.key == source_key), None)
+        if answer is None or not answer.content:
+            raise TurnRefused(
+                f"Model '{source_key}' has no answer in turn {last} of session "
+                f"{comparison_id} to continue from"
+            )
+        shared = tuple(threads[source_key])
+        histories = {key: shared for key in known}
+    else:
+        if keys:
+            unknown = [key for key in keys if key not in known]
+            if unknown:
+                raise TurnRefused(f"Session {comparison_id} has no model '{unknown[0]}'")
+            chosen = [key for key in known if key in set(keys)]
+        histories = {key: tuple(threads[key]) for key in chosen}
+    return TurnPlan(
+        comparison_id=comparison.id,
+        index=last + 1,
+        prompt=prompt,
+        system=comparison.system,
+        mode=str(mode),
+        source_key=source_key if mode == TurnMode.CONTINUE_FROM else "",
+        hidden=comparison.identity_hidden,
+        slots=[
+            TurnSlot(
+                key=row.key,
+                provider=row.provider,
+                model=row.model_name,
+                temperature=row.temperature,
+                max_tokens=row.max_tokens,
+                history=histories[row.key],
+            )
+            for row in first
+            if row.key in histories
+        ],
+        earlier=turns,
+    )
+
+
+def comparison_turn_create(*, user_id: str, plan: TurnPlan, enforce_limits: bool = True) -> Turn:
+    """Admit and save a planned turn: its prompt and one pending response per slot, the
+    comparison ``streaming`` again. Under the per-user lock, in one transaction, as a start:
+    the same running and per-minute limits (:class:`LimitExceeded`), and a turn that another
+    request started meanwhile refuses this one (:class:`TurnRefused`)."""
+    with transaction.atomic():
+        if enforce_limits:
+            _lock_user(user_id)
+        comparison = (
+            Comparison.objects.select_for_update()
+            .filter(pk=plan.comparison_id, user_id=user_id)
+            .first()
+        )
+        if comparison is None:
+            raise SessionNotFound(f"Session {plan.comparison_id} not found")
+        latest = comparison.turns.order_by("-index").values_list("index", flat=True).first()
+        if comparison.status == ComparisonStatus.STREAMING or (latest or 0) + 1 != plan.index:
+            raise TurnRefused(
+                f"Session {plan.comparison_id} is still answering; wait for comparisonComplete "
+                "(or cancel it) before sending a follow-up"
+            )
+        if enforce_limits:
+            _check_limits(user_id)
+        turn = Turn.objects.create(
+            comparison=comparison,
+            index=plan.index,
+            user_id=user_id,
+            prompt=plan.prompt,
+            mode=plan.mode,
+            source_key=plan.source_key,
+        )
+        positions = {
+            row.key: row.position for row in ModelResponse.objects.filter(comparison=comparison)
+        }
+        ModelResponse.all_turns.bulk_create(
+            [
+                ModelResponse(
+                    comparison=comparison,
+                    turn=plan.index,
+                    position=positions[slot.key],
+                    key=slot.key,
+                    provider=slot.provider,
+                    model_name=slot.model,
+                    temperature=slot.temperature,
+                    max_tokens=slot.max_tokens,
+                )
+                for slot in plan.slots
+            ]
+        )
+        now = timezone.now()
+        Comparison.objects.filter(pk=comparison.pk).update(
+            status=ComparisonStatus.STREAMING, heartbeat_at=now, updated_at=now
+        )
+    return turn

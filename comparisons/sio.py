@@ -40,7 +40,9 @@ from arena.errors import ArenaError
 from comparisons import events
 from comparisons.events import Frame
 from comparisons.frames import (
+    ContinueFrom,
     ModelRef,
+    SendFollowUp,
     SessionRef,
     StartComparison,
     VoteCast,
@@ -277,6 +279,18 @@ class SocketIOTransport:
             elif event == "watchSession":
                 ref = parse(SessionRef, "watchSession", data)
                 await connection.watch(ref.sessionId)
+            elif event == "sendFollowUp":
+                follow = parse(SendFollowUp, "sendFollowUp", data)
+                run = await connection.follow_up(
+                    follow.sessionId, prompt=follow.prompt, mode="followUp", keys=follow.models
+                )
+                return {"sessionId": run.comparison_id, "turn": run.turn}
+            elif event == "continueFrom":
+                cont = parse(ContinueFrom, "continueFrom", data)
+                run = await connection.follow_up(
+                    cont.sessionId, prompt=cont.prompt, mode="continueFrom", source_key=cont.model
+                )
+                return {"sessionId": run.comparison_id, "turn": run.turn}
             elif event == "vote":
                 vote = parse(VoteCast, "vote", data)
                 user = connection.user_id

@@ -37,14 +37,30 @@ def redact_secrets(text: str, *secrets: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Message:
+    """One earlier message of a conversation: ``role`` is ``user`` or ``assistant``."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
 class StreamRequest:
-    """One model call: the model, the prompt and the optional generation parameters."""
+    """One model call: the model, the prompt and the optional generation parameters.
+
+    ``history``: the conversation before ``prompt`` (a follow-up turn), alternating ``user`` and
+    ``assistant`` messages from a ``user`` one; each backend sends it in its vendor's form."""
 
     model: str
     prompt: str
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    history: tuple[Message, ...] = ()
+
+    def messages(self) -> list[Message]:
+        """The whole conversation, ending with ``prompt``."""
+        return [*self.history, Message("user", self.prompt)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +172,33 @@ class Overloaded(ProviderError):
 
 class BadRequest(ProviderError):
     code = "bad-request"
+
+
+class ContextTooLong(BadRequest):
+    """The conversation (history + prompt) is longer than the model's context window."""
+
+    code = "context-length"
+
+
+#: What vendors say when the input does not fit the model's context window (Anthropic "prompt is
+#: too long: N tokens > M maximum"; OpenAI / compatible servers ``context_length_exceeded``,
+#: "maximum context length is N tokens"; Gemini "input token count (N) exceeds the maximum
+#: number of tokens allowed (M)").
+CONTEXT_TOO_LONG = re.compile(
+    r"context_length_exceeded|prompt is too long|maximum context length|context length"
+    r"|context window|exceeds the maximum number of tokens|input token count",
+    re.IGNORECASE,
+)
+
+
+def context_too_long(vendor: str, detail: str, *, status: int | None) -> ContextTooLong:
+    """The clear error for a conversation that no longer fits (``detail``: the vendor's words)."""
+    detail = detail.strip().rstrip(".")
+    return ContextTooLong(
+        f"The conversation is too long for this model's context window ({vendor}: {detail}); "
+        "start a new comparison or continue a shorter thread",
+        status=status,
+    )
 
 
 class ProviderTimeout(ProviderError):

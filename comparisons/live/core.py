@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -33,13 +34,15 @@ from comparisons.live.messages import (
     WatchRequest,
     WatchStop,
     run_group,
+    turn_stream,
     watch_group,
 )
 from comparisons.live.registry import LocalRuns, RunControl
 from comparisons.live.run import ComparisonRun, RunState, SlotRun
-from comparisons.live.subscribers import Subscriber
+from comparisons.live.subscribers import GroupBroadcast, QueuedWatcher, Subscriber
 from comparisons.maintenance import sweep_stale_comparisons
-from comparisons.models import Comparison, ComparisonStatus, new_comparison_id
+from comparisons.models import Comparison, ComparisonStatus, ModelResponse, new_comparison_id
+from comparisons.selectors import TurnView
 from providers.registry import providers
 from providers.types import StreamRequest
 
@@ -94,6 +97,11 @@ class LiveComparisons:
         self.lag = LoopLag(lambda: self._admitting > 0 or len(self.runs) > 0)
         #: (when, streams) admitted in the last ``RAMP_WINDOW_SECONDS``.
         self._fresh: deque[tuple[float, int]] = deque()
+        #: This process, in the follow-up turn frames it sends to every watcher's group.
+        self.origin = uuid.uuid4().hex
+        #: This process's sockets that started or watched each comparison (a follow-up turn
+        #: run here reaches them directly).
+        self.followers: dict[str, set[Connection]] = {}
 
     async def launch(
         self,
@@ -191,6 +199,109 @@ class LiveComparisons:
         self.runs.add(run)  # starts it: the first upstream request follows the admission
         return run
 
+    async def launch_turn(
+        self,
+        *,
+        user_id: str,
+        plan: services.TurnPlan,
+        requester: str | None = None,
+        enforce_limits: bool = True,
+    ) -> ComparisonRun:
+        """Admit, save and start a follow-up turn (:func:`services.comparison_turn_plan`), as
+        :meth:`launch` does a comparison: the process's stream bound, then the per-user limits
+        in the transaction that saves the turn (a refused turn reaches no provider). Its frames
+        open with ``turnStarted``; this process's other sockets following the comparison get
+        them directly, sockets of other processes through the comparison's watch group."""
+        for slot in plan.slots:
+            if slot.provider not in providers:
+                raise services.TurnRefused(
+                    f"Provider '{slot.provider}' is no longer configured on this server"
+                )
+        wanted = len(plan.slots)
+        self._admit(wanted)
+        self._admitting += wanted
+        self.lag.wake()
+        try:
+            return await self._launch_turn(
+                user_id=user_id, plan=plan, requester=requester, enforce_limits=enforce_limits
+            )
+        finally:
+            self._admitting -= wanted
+
+    async def _launch_turn(
+        self,
+        *,
+        user_id: str,
+        plan: services.TurnPlan,
+        requester: str | None,
+        enforce_limits: bool,
+    ) -> ComparisonRun:
+        hidden = plan.hidden
+        slots = [
+            SlotRun(
+                key=slot.key,
+                provider=providers[slot.provider],
+                request=StreamRequest(
+                    model=slot.model,
+                    prompt=plan.prompt,
+                    system=plan.system or None,
+                    temperature=slot.temperature,
+                    max_tokens=slot.max_tokens,
+                    history=slot.history,
+                ),
+                hidden=hidden,
+                turn=plan.index,
+            )
+            for slot in plan.slots
+        ]
+        source = plan.source_key or None
+        opening = events.turn_started(
+            session_id=plan.comparison_id,
+            turn=plan.index,
+            prompt=plan.prompt,
+            mode=plan.mode,
+            source=source,
+            models=[
+                {
+                    "key": s.key,
+                    "provider": None if hidden else s.provider.alias,
+                    "modelName": None if hidden else s.request.model,
+                }
+                for s in slots
+            ],
+        )
+        current = {"turn": plan.index, "prompt": plan.prompt, "mode": plan.mode, "from": source}
+        run = ComparisonRun(
+            comparison_id=plan.comparison_id,
+            user_id=user_id,
+            held=True,
+            on_end=self.control.leave,
+            slots=slots,
+            turn=plan.index,
+            opening=opening,
+            turns=[*turn_entries(plan.earlier, hidden=hidden), current],
+        )
+        create = database_sync_to_async(services.comparison_turn_create)(
+            user_id=user_id, plan=plan, enforce_limits=enforce_limits
+        )
+        outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
+        failure = next((o for o in outcome if isinstance(o, BaseException)), None)
+        if failure is not None:
+            await self.control.leave(run)
+            raise failure
+        for follower in self.followers.get(plan.comparison_id, ()):
+            if follower.user_id == user_id and follower.subscriber.name != requester:
+                run.fanout.add(follower.subscriber)
+        layer = get_channel_layer()
+        if layer is not None:
+            stream = turn_stream(plan.comparison_id, plan.index)
+            broadcast = GroupBroadcast(
+                layer, session=plan.comparison_id, stream=stream, origin=self.origin
+            )
+            run.fanout.add(QueuedWatcher(broadcast))
+        self.runs.add(run)
+        return run
+
     def open_streams(self) -> int:
         running = sum(1 for run in self.runs.all() for slot in run.slots if not slot.finished)
         return running + self._admitting
@@ -253,26 +364,63 @@ def session_created(run: ComparisonRun, request_id: str | None = None) -> events
     )
 
 
+def _row_entry(row: ModelResponse, *, hidden: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "key": row.key,
+        "provider": None if hidden else row.provider,
+        "modelName": None if hidden else row.model_name,
+        "status": row.status,
+        "content": row.content,
+        "nextIndex": row.chunk_count,
+    }
+    if row.metrics is not None:
+        entry["metrics"] = events.metrics_hidden(row.metrics) if hidden else row.metrics
+    if row.error:
+        entry["error"] = events.HIDDEN_ERROR if hidden else row.error
+    return entry
+
+
+def turn_entries(turns: Sequence[TurnView], *, hidden: bool) -> list[dict[str, Any]]:
+    """Saved turns as a snapshot's ``turns``: ``{turn, prompt, mode, from, models}``."""
+    return [
+        {
+            "turn": turn.index,
+            "prompt": turn.prompt,
+            "mode": turn.mode,
+            "from": turn.source,
+            "models": [_row_entry(row, hidden=hidden) for row in turn.rows],
+        }
+        for turn in turns
+    ]
+
+
 def saved_snapshot(comparison: Comparison) -> dict[str, Any]:
     """A saved comparison as ``sessionSnapshot`` data (a blind one's models withheld until
-    its reveal, as REST does)."""
+    its reveal, as REST does). With follow-up turns, ``models`` are the last turn's, ``turn``
+    its index and ``turns`` every turn."""
     hidden = comparison.identity_hidden
-    models = []
-    for row in comparison.responses.all():
-        entry: dict[str, Any] = {
-            "key": row.key,
-            "provider": None if hidden else row.provider,
-            "modelName": None if hidden else row.model_name,
-            "status": row.status,
-            "content": row.content,
-            "nextIndex": row.chunk_count,
-        }
-        if row.metrics is not None:
-            entry["metrics"] = events.metrics_hidden(row.metrics) if hidden else row.metrics
-        if row.error:
-            entry["error"] = events.HIDDEN_ERROR if hidden else row.error
-        models.append(entry)
-    return {"sessionId": comparison.id, "status": comparison.status, "models": models}
+    turns = selectors.comparison_turns(comparison=comparison)
+    models = [_row_entry(row, hidden=hidden) for row in turns[-1].rows]
+    snapshot: dict[str, Any] = {
+        "sessionId": comparison.id,
+        "status": comparison.status,
+        "models": models,
+    }
+    if len(turns) > 1:
+        snapshot["turn"] = turns[-1].index
+        entries = turn_entries(turns[:-1], hidden=hidden)
+        last = turns[-1]
+        entries.append(
+            {
+                "turn": last.index,
+                "prompt": last.prompt,
+                "mode": last.mode,
+                "from": last.source,
+                "models": models,
+            }
+        )
+        snapshot["turns"] = entries
+    return snapshot
 
 
 def _alive(comparison: Comparison) -> bool:
@@ -329,6 +477,7 @@ class Connection:
         except services.LimitExceeded as exc:
             raise LiveError(str(exc)) from None
         self.started.add(run.comparison_id)
+        self._follow(run.comparison_id)
         try:
             await self.subscriber.send(session_created(run, request.requestId))
         except Exception:
@@ -336,6 +485,65 @@ class Connection:
             return run
         await run.release(self.subscriber)
         return run
+
+    async def follow_up(
+        self,
+        session_id: str,
+        *,
+        prompt: str,
+        mode: str,
+        keys: Sequence[str] | None = None,
+        source_key: str = "",
+    ) -> ComparisonRun:
+        """The next turn of a finished comparison of this user (``followUp`` or
+        ``continueFrom``); this socket gets ``turnStarted``, then the turn's events. Refused
+        (:class:`LiveError`) while a turn still streams, over a limit, or for a session that
+        is not this user's ("not found", as everywhere)."""
+        previous = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
+        if previous is not None:
+            if previous.state is not RunState.ENDED:
+                raise LiveError(
+                    f"Session {session_id} is still answering; wait for comparisonComplete "
+                    "(or cancel it) before sending a follow-up"
+                )
+            await previous.done.wait()  # its comparisonComplete is out; only cleanup is left
+        try:
+            plan = await database_sync_to_async(services.comparison_turn_plan)(
+                user_id=self.user_id,
+                comparison_id=session_id,
+                prompt=prompt,
+                mode=mode,
+                keys=keys,
+                source_key=source_key,
+            )
+            run = await self.live.launch_turn(
+                user_id=self.user_id, plan=plan, requester=self.subscriber.name
+            )
+        except (services.TurnRefused, services.LimitExceeded) as exc:
+            raise LiveError(str(exc)) from None
+        self.started.add(session_id)
+        self._follow(session_id)
+        await run.release(self.subscriber)
+        return run
+
+    def _follow(self, session_id: str) -> None:
+        self.live.followers.setdefault(session_id, set()).add(self)
+
+    def _unfollow(self, session_id: str) -> None:
+        followers = self.live.followers.get(session_id)
+        if followers is not None:
+            followers.discard(self)
+            if not followers:
+                del self.live.followers[session_id]
+
+    async def _join_watch_group(self, session_id: str) -> None:
+        """Join the comparison's watch group (best effort): later turns run in another process
+        reach this socket through it."""
+        layer = get_channel_layer()
+        channel = await self._inbox(layer)
+        if layer is not None and channel is not None:
+            with contextlib.suppress(Exception):
+                await layer.group_add(watch_group(session_id), channel)
 
     def revealed(self, session_id: str) -> None:
         """This user revealed a comparison: its run here (if any) names its models from now on.
@@ -389,13 +597,19 @@ class Connection:
             ):
                 return
             self.watching.add(session_id)
+            self._follow(session_id)
             run.watch(self.subscriber)
+            await self._join_watch_group(session_id)
             return
         if session_id in self._pending or session_id in self._answered:
             return  # the remote run answers (or will answer) this socket already
         comparison = await self._saved(session_id)
         if comparison is None:
             raise LiveError(f"Session {session_id} not found")
+        self._follow(session_id)
+        # This snapshot replaces a follow-up turn's frames from the group (no chunk twice).
+        prefix = turn_stream(session_id, 0).removesuffix("0")
+        self._replays = {r for r in self._replays if not r.startswith(prefix)}
         layer = get_channel_layer()
         channel = await self._inbox(layer)
         if layer is not None and channel is not None:
@@ -429,6 +643,7 @@ class Connection:
         self.watching.discard(session_id)
         self._answered.discard(session_id)
         self.started.discard(session_id)
+        self._unfollow(session_id)
         handle = self._pending.pop(session_id, None)
         if handle is not None:
             handle.cancel()
@@ -470,7 +685,10 @@ class Connection:
 
     # --- messages from other processes ---------------------------------------------------------
     async def deliver(self, event: WatchEvent) -> None:
-        """Frames of a watched comparison from another process, or of a recorded replay."""
+        """Frames of a watched comparison from another process, of a follow-up turn run
+        elsewhere, or of a recorded replay."""
+        if event.origin is not None and event.origin == self.live.origin:
+            return  # a turn run in this process: its followers here got it directly
         if event.replay is not None:
             if event.opens:
                 self._replays.add(event.replay)
@@ -548,9 +766,14 @@ class Connection:
     async def _send_saved(self, comparison: Comparison) -> None:
         """The saved state as ``sessionSnapshot``; a finished comparison's is followed by its
         one ``comparisonComplete``, as from a run, so every watcher gets one end marker."""
-        frames = [events.session_snapshot(saved_snapshot(comparison))]
+        snapshot = saved_snapshot(comparison)
+        frames = [events.session_snapshot(snapshot)]
         if comparison.status != ComparisonStatus.STREAMING:
+            # The last turn's end marker, as its run sent it (``turn`` after a follow-up).
+            turn = int(snapshot.get("turn", 0))
             frames.append(
-                events.comparison_complete(session_id=comparison.id, status=comparison.status)
+                events.comparison_complete(
+                    session_id=comparison.id, status=comparison.status, turn=turn
+                )
             )
         await self.subscriber.send_many(frames)

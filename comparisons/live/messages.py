@@ -120,6 +120,9 @@ class WatchEvent:
     frames: list[Frame]
     replay: str | None = None
     opens: bool = False
+    #: The server process that sent it (a follow-up turn's frames to every watcher): that
+    #: process's own sockets got them directly.
+    origin: str | None = None
 
     def message(self) -> dict[str, Any]:
         return {
@@ -128,13 +131,21 @@ class WatchEvent:
             "frames": [frame.wire() for frame in self.frames],
             "replay": self.replay,
             "opens": self.opens,
+            "origin": self.origin,
         }
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> WatchEvent:
+        origin = message.get("origin")
         return cls(
             session=str(message.get("session", "")),
             frames=[Frame.from_wire(pair) for pair in message.get("frames") or ()],
             replay=message.get("replay"),
             opens=bool(message.get("opens", False)),
+            origin=None if origin is None else str(origin),
         )
+
+
+def turn_stream(session: str, turn: int) -> str:
+    """The ``replay`` name of a follow-up turn's frames sent to the watch group."""
+    return f"{session}#turn{turn}"

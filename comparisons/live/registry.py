@@ -64,7 +64,8 @@ class LocalRuns:
         return task
 
     def _remove(self, run: ComparisonRun) -> None:
-        self._runs.pop(run.comparison_id, None)
+        if self._runs.get(run.comparison_id) is run:  # not a later turn's run
+            del self._runs[run.comparison_id]
         if not self._runs:
             self.flusher.stop()
 
@@ -120,8 +121,9 @@ class RunControl:
 
     async def leave(self, run: ComparisonRun) -> None:
         """Stop routing messages to ``run``; the listener stops with the process's last run."""
-        if self._runs.pop(run.comparison_id, None) is None or self._channel is None:
-            return
+        if self._runs.get(run.comparison_id) is not run or self._channel is None:
+            return  # not joined, or a later turn's run took its place
+        del self._runs[run.comparison_id]
         layer = get_channel_layer()
         if layer is not None:
             with contextlib.suppress(Exception):

@@ -77,6 +77,8 @@ class SlotRun:
     task: asyncio.Task[None] | None = None
     #: A blind comparison before its reveal: nothing sent may name the model.
     hidden: bool = False
+    #: The comparison's turn this slot answers (0: the first prompt).
+    turn: int = 0
 
     @property
     def content(self) -> str:
@@ -101,6 +103,7 @@ class SlotRun:
             finish_reason=self.finish_reason,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            turn=self.turn,
         )
         m = self.metrics
         if m is not None:
@@ -245,10 +248,20 @@ class ComparisonRun:
         slots: list[SlotRun],
         held: bool = False,
         on_end: Callable[[ComparisonRun], Awaitable[None]] | None = None,
+        turn: int = 0,
+        opening: Frame | None = None,
+        turns: list[dict[str, Any]] | None = None,
     ) -> None:
         self.comparison_id = comparison_id
         self.user_id = user_id
         self.slots = slots
+        #: The turn this run answers (0: the comparison's first prompt).
+        self.turn = turn
+        #: A follow-up turn's ``turnStarted``, its first frame.
+        self.opening = opening
+        #: A follow-up turn's earlier turns and itself (``{turn, prompt, mode, from}``), for
+        #: snapshots.
+        self.turns = turns or []
         self.state = RunState.ADMITTED
         #: The overall status on the wire (``streaming`` until the run ends).
         self.status: str = ComparisonStatus.STREAMING
@@ -293,11 +306,17 @@ class ComparisonRun:
         return self._main
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        models = [slot.snapshot() for slot in self.slots]
+        snapshot: dict[str, Any] = {
             "sessionId": self.comparison_id,
             "status": self.status,
-            "models": [slot.snapshot() for slot in self.slots],
+            "models": models,
         }
+        if self.turn:
+            snapshot["turn"] = self.turn
+            *earlier, current = self.turns
+            snapshot["turns"] = [*earlier, {**current, "models": models}]
+        return snapshot
 
     def slot(self, key: str) -> SlotRun | None:
         return next((s for s in self.slots if s.key == key), None)
@@ -319,6 +338,8 @@ class ComparisonRun:
 
     async def _run(self) -> None:
         try:
+            if self.opening is not None:
+                await self.fanout.publish(self.opening)
             for slot in self.slots:
                 slot.task = asyncio.create_task(self._run_slot(slot))
             await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
@@ -329,7 +350,7 @@ class ComparisonRun:
             )
             saved = await self._save_final(self.status)
             final = events.comparison_complete(
-                session_id=self.comparison_id, status=self.status, saved=saved
+                session_id=self.comparison_id, status=self.status, saved=saved, turn=self.turn
             )
             self._final = final
             self._enter(RunState.ENDED)
@@ -396,12 +417,13 @@ class ComparisonRun:
     async def _run_slot(self, slot: SlotRun) -> None:
         sid = self.comparison_id
         key = slot.key
+        turn = slot.turn
         publish = self.fanout.publish
-        await publish(events.model_status(session_id=sid, model=key, status="streaming"))
+        await publish(events.model_status(session_id=sid, model=key, status="streaming", turn=turn))
         slot.status = ResponseStatus.STREAMING
         slot.started_at = timezone.now()
         slot.dirty = True
-        chunk_frame = events.ChunkEncoder(session_id=sid, model=key)
+        chunk_frame = events.ChunkEncoder(session_id=sid, model=key, turn=turn)
         chunks = slot.chunks
         timeline = slot.timeline
         clock = time.perf_counter
@@ -446,8 +468,11 @@ class ComparisonRun:
         slot.dirty = True
         if slot.status == ResponseStatus.COMPLETE:
             metrics = slot.public_metrics()
-            await publish(events.model_complete(session_id=sid, model=key, metrics=metrics))
+            await publish(
+                events.model_complete(session_id=sid, model=key, metrics=metrics, turn=turn)
+            )
         elif slot.status == ResponseStatus.ERROR:
-            await publish(events.model_error(session_id=sid, model=key, error=slot.public_error()))
-        await publish(events.model_status(session_id=sid, model=key, status=slot.status))
+            error = slot.public_error()
+            await publish(events.model_error(session_id=sid, model=key, error=error, turn=turn))
+        await publish(events.model_status(session_id=sid, model=key, status=slot.status, turn=turn))
         await self._save([slot])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from comparisons.events import Frame
-from comparisons.live.messages import WatchEvent
+from comparisons.live.messages import WatchEvent, watch_group
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +97,34 @@ class RemoteWatcher(Subscriber):
 
 def remote_name(reply: str) -> str:
     return f"remote:{reply}"
+
+
+class GroupBroadcast(Subscriber):
+    """Every socket watching ``session`` in any process (its watch group): a follow-up turn's
+    frames, as one stream opened by its first message (wrap in :class:`QueuedWatcher`, so
+    frames that queue up go out together)."""
+
+    def __init__(self, layer: Any, *, session: str, stream: str, origin: str) -> None:
+        self.name = f"group:{stream}"
+        self._layer = layer
+        self._session = session
+        self._stream = stream
+        self._origin = origin
+        self._opened = False
+
+    async def send(self, frame: Frame) -> None:
+        await self.send_many([frame])
+
+    async def send_many(self, frames: Sequence[Frame]) -> None:
+        message = WatchEvent(
+            session=self._session,
+            frames=list(frames),
+            replay=self._stream,
+            opens=not self._opened,
+            origin=self._origin,
+        ).message()
+        self._opened = True
+        try:
+            await self._layer.group_send(watch_group(self._session), message)
+        except Exception as exc:  # a layer outage must not break the run
+            logger.warning("Turn frames not broadcast (%s)", type(exc).__name__)

@@ -15,6 +15,7 @@ import httpx2
 from ..base import BaseProvider
 from ..sse import sse_data
 from ..types import (
+    CONTEXT_TOO_LONG,
     AuthenticationFailed,
     BadRequest,
     ModelInfo,
@@ -28,6 +29,7 @@ from ..types import (
     TextDelta,
     UpstreamUnavailable,
     Usage,
+    context_too_long,
 )
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -82,7 +84,7 @@ class AnthropicProvider(BaseProvider):
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens or self.max_tokens,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages()],
         }
         if request.system:
             params["system"] = request.system
@@ -168,6 +170,8 @@ class AnthropicProvider(BaseProvider):
         error = body.get("error") if isinstance(body, dict) else None
         kind = error.get("type") if isinstance(error, dict) else None
         detail = error.get("message") if isinstance(error, dict) else None
+        if status in (400, 413) and isinstance(detail, str) and CONTEXT_TOO_LONG.search(detail):
+            return context_too_long("Anthropic", detail, status=status)
         detail = f": {detail}" if isinstance(detail, str) and detail and detail != kind else ""
         if kind == "overloaded_error" or status == 529:
             return Overloaded("Anthropic is overloaded; try again shortly", status=529)

@@ -4,7 +4,7 @@ It is only ever used when asked for by its alias (``demo``); nothing substitutes
 vendor the user chose.
 
 Token counts are honest about what they are: *input tokens* = ``ceil(characters / 4)`` of the
-prompt plus the system prompt (the usual rule of thumb for English text); *output tokens* = the
+prompt plus the system prompt and the earlier messages of a follow-up (the usual rule of thumb for English text); *output tokens* = the
 number of pieces streamed, where a piece is a word with its trailing whitespace.
 """
 
@@ -35,6 +35,9 @@ def demo_answer(request: StreamRequest) -> str:
     ]
     if request.system:
         lines.append("A system prompt was given as well.")
+    if request.history:
+        turns = sum(1 for m in request.history if m.role == "user")
+        lines.append(f"This follows {turns} earlier exchange(s) of the conversation.")
     lines.append(
         "With an API key configured, real models answer here side by side, streamed as they "
         "are generated, with their token usage and estimated cost."
@@ -76,5 +79,6 @@ class DemoProvider(BaseProvider):
             if index and gap:
                 await sleep(gap)
             yield TextDelta(piece)
-        input_tokens = ceil_div(len(request.prompt) + len(request.system or ""), 4)
+        earlier = sum(len(m.content) for m in request.history)
+        input_tokens = ceil_div(len(request.prompt) + len(request.system or "") + earlier, 4)
         yield StreamEnd(Usage(input_tokens=input_tokens, output_tokens=len(pieces)), "stop")

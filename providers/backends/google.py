@@ -23,6 +23,7 @@ from google.genai import errors
 from ..base import BaseProvider
 from ..sse import sse_data
 from ..types import (
+    CONTEXT_TOO_LONG,
     AuthenticationFailed,
     BadRequest,
     ModelInfo,
@@ -36,6 +37,7 @@ from ..types import (
     TextDelta,
     UpstreamUnavailable,
     Usage,
+    context_too_long,
 )
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -123,8 +125,17 @@ class GeminiProvider(BaseProvider):
 
     @staticmethod
     def request_body(request: StreamRequest) -> dict[str, Any]:
-        """The ``GenerateContentRequest`` JSON for one user turn."""
-        body: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": request.prompt}]}]}
+        """The ``GenerateContentRequest`` JSON for the conversation (Gemini calls the assistant
+        ``model``)."""
+        body: dict[str, Any] = {
+            "contents": [
+                {
+                    "role": "model" if m.role == "assistant" else "user",
+                    "parts": [{"text": m.content}],
+                }
+                for m in request.messages()
+            ]
+        }
         if request.system:
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
         config: dict[str, Any] = {}
@@ -256,6 +267,8 @@ class GeminiProvider(BaseProvider):
                 f"Google Gemini reported an error mid-answer ({code} {status})".rstrip(),
                 status=code,
             )
+        if code == 400 and CONTEXT_TOO_LONG.search(message):
+            return context_too_long("Google Gemini", message, status=code)
         if code == 401 or "API_KEY_INVALID" in str(exc.details) or "API key not valid" in message:
             return AuthenticationFailed(f"Google Gemini rejected the API key ({code})", status=code)
         if code == 403:

@@ -25,6 +25,7 @@ import openai
 from ..base import BaseProvider
 from ..sse import sse_data
 from ..types import (
+    CONTEXT_TOO_LONG,
     AuthenticationFailed,
     BadRequest,
     ModelInfo,
@@ -38,6 +39,7 @@ from ..types import (
     TextDelta,
     UpstreamUnavailable,
     Usage,
+    context_too_long,
 )
 
 #: Models in a models list that cannot answer a chat (OpenAI lists them with the rest).
@@ -103,11 +105,11 @@ class OpenAIProvider(BaseProvider):
         return found
 
     def request_body(self, request: StreamRequest) -> dict[str, Any]:
-        """The Chat Completions JSON for one user turn (``stream`` is added by the SDK call)."""
+        """The Chat Completions JSON for the conversation (``stream`` is added by the SDK call)."""
         messages = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
+        messages += [{"role": m.role, "content": m.content} for m in request.messages()]
         body: dict[str, Any] = {"model": request.model, "messages": messages}
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
@@ -205,6 +207,11 @@ class OpenAIProvider(BaseProvider):
         error = body.get("error", body) if isinstance(body, dict) else None
         detail = error.get("message") if isinstance(error, dict) else None
         code = error.get("code") if isinstance(error, dict) else None
+        if status in (400, 413) and (
+            code == "context_length_exceeded"
+            or (isinstance(detail, str) and CONTEXT_TOO_LONG.search(detail))
+        ):
+            return context_too_long(name, str(detail or code), status=status)
         detail = f": {detail}" if isinstance(detail, str) and detail else ""
         if status in (503, 529) and "overload" in detail.lower():
             return Overloaded(f"{name} is overloaded; try again shortly", status=status)

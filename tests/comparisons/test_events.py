@@ -31,6 +31,20 @@ def test_the_chunk_fast_path_equals_the_general_encoder(chunk: str) -> None:
 
 
 @pytest.mark.parametrize("chunk", TRICKY)
+def test_a_follow_up_turns_chunk_fast_path_equals_the_general_encoder(chunk: str) -> None:
+    fast = events.ChunkEncoder(session_id="abc123", model="m", turn=3)(chunk, 7)
+    general = events.model_chunk(session_id="abc123", model="m", chunk=chunk, index=7, turn=3)
+    assert (fast.event, fast.data_json) == (general.event, general.data_json)
+    assert json.loads(fast.ws)["data"] == {
+        "sessionId": "abc123",
+        "model": "m",
+        "chunk": chunk,
+        "index": 7,
+        "turn": 3,
+    }
+
+
+@pytest.mark.parametrize("chunk", TRICKY)
 def test_the_socketio_frame_is_what_python_socketio_itself_would_send(chunk: str) -> None:
     """``Frame.sio`` is written straight to the Engine.IO socket (the Socket.IO fast path): it
     must be byte for byte the EVENT packet ``sio.emit`` would have encoded."""

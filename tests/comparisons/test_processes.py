@@ -519,3 +519,52 @@ async def test_refused_starts_reach_no_provider_across_two_processes(
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.mark.redis
+async def test_follow_up_turns_reach_watchers_in_another_process(
+    database, tmp_path, auth, redis_url
+) -> None:
+    """A follow-up sent on one process runs there; a socket of the other process that watched
+    the comparison gets the turn live (through Redis), each chunk once; a follow-up sent on the
+    second process while the first still runs the turn is refused."""
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+    )
+    first, second = Server(env).start(), Server(env).start()
+    try:
+        starter = await open_socket(first, auth, "user_turns")
+        models = [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}]
+        await starter.send("startComparison", {"prompt": "Relays?", "models": models})
+        sid = (await starter.receive(timeout=60))["data"]["sessionId"]
+        await starter.until("comparisonComplete", timeout=60)
+
+        watcher = await open_socket(second, auth, "user_turns")
+        await watcher.send("watchSession", {"sessionId": sid})
+        await watcher.until("comparisonComplete", timeout=30)  # saved state + end marker
+
+        await starter.send("sendFollowUp", {"sessionId": sid, "prompt": "And switches? " * 5})
+        opened = await starter.until("modelChunk")
+        assert opened[0]["event"] == "turnStarted"
+        # The turn runs on the first process: the second refuses a follow-up meanwhile.
+        await watcher.send("sendFollowUp", {"sessionId": sid, "prompt": "too soon"})
+        ran = opened + await starter.until("comparisonComplete", timeout=60)
+        seen = await watcher.until("comparisonComplete", timeout=60)
+        refusal = [e for e in seen if e["event"] == "error"]
+        assert refusal and "is still answering" in refusal[0]["data"]["message"]
+        live = [e for e in seen if e["event"] != "error"]
+        assert live[0]["event"] == "turnStarted" and live[0]["data"]["turn"] == 1
+        assert [e["event"] for e in live] == [e["event"] for e in ran]
+        assert chunks_by_model(live) == chunks_by_model(ran)
+        assert live[-1]["data"] == {"sessionId": sid, "status": "complete", "turn": 1}
+
+        saved = rest(second, auth, "user_turns", f"/sessions/{sid}")
+        texts = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(ran).items()}
+        assert {k: v["content"] for k, v in saved["turns"][1]["responses"].items()} == texts
+    finally:
+        first.stop()
+        second.stop()

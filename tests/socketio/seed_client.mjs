@@ -4,6 +4,8 @@
 //   mode:   default | websocket | polling  (default = the client's own: polling, then upgrade)
 //   action: start <prompt> <provider>...   startComparison, until comparisonComplete
 //           watch <sessionId>              watchSession, until comparisonComplete
+//           followup <sessionId> <prompt>  sendFollowUp (with an ack), until comparisonComplete
+//           continue <sessionId> <model> <prompt>  continueFrom (with an ack), likewise
 //           connect                         connect only (prints connect or connect_error)
 //           upgrade                         connect, then wait for the upgrade to WebSocket
 // The token comes from the SEED_TOKEN environment variable (never a URL or an argument).
@@ -27,6 +29,12 @@ setTimeout(() => {
   finish(2);
 }, Number(process.env.SEED_TIMEOUT_MS ?? 30000));
 
+// A refused follow-up ends here: no turn follows.
+const onAck = (ack) => {
+  print("ack", ack);
+  if (ack?.error) finish(0);
+};
+
 socket.on("connect", () => {
   print("connect", { transport: socket.io.engine.transport.name });
   if (action === "connect") finish(0);
@@ -35,6 +43,14 @@ socket.on("connect", () => {
     socket.emit("startComparison", { prompt, providers });
   }
   if (action === "watch") socket.emit("watchSession", { sessionId: args[0] });
+  if (action === "followup") {
+    const [sessionId, prompt] = args;
+    socket.emit("sendFollowUp", { sessionId, prompt }, onAck);
+  }
+  if (action === "continue") {
+    const [sessionId, model, prompt] = args;
+    socket.emit("continueFrom", { sessionId, model, prompt }, onAck);
+  }
 });
 socket.on("connect_error", (err) => {
   print("connect_error", { message: err.message, data: err.data ?? null });
@@ -42,6 +58,7 @@ socket.on("connect_error", (err) => {
 });
 for (const name of [
   "sessionCreated",
+  "turnStarted",
   "sessionSnapshot",
   "modelStatus",
   "modelChunk",

@@ -139,6 +139,44 @@ def test_the_seed_client_streams_a_two_model_comparison(node, server, auth, mode
         assert saved["responses"][key]["content"] == "".join(c["chunk"] for c in items)
 
 
+def test_node_socketio_client_sends_follow_ups(node, server, auth) -> None:
+    """Node's socket.io-client sends ``sendFollowUp`` and ``continueFrom`` (acknowledged with the
+    turn) and gets each turn's events with ``turn``; another user's follow-up is not found."""
+    user = "user_seed_turns"
+    token = auth.token(user)
+    events = seed_client(node, server.url, "websocket", "start", "Relays?", "demo", token=token)
+    sid = next(e["data"] for e in events if e["event"] == "sessionCreated")["sessionId"]
+    for turn, args in (
+        (1, ("followup", sid, "And switches?")),
+        (2, ("continue", sid, "demo-echo", "Summarise.")),
+    ):
+        events = seed_client(node, server.url, "default", *args, token=token)
+        names = [e["event"] for e in events]
+        assert {"event": "ack", "data": {"sessionId": sid, "turn": turn}} in events, events
+        assert "error" not in names and "turnStarted" in names, events
+        started = next(e["data"] for e in events if e["event"] == "turnStarted")
+        assert started["turn"] == turn and started["prompt"] == args[-1]
+        text = "".join(e["data"]["chunk"] for e in events if e["event"] == "modelChunk")
+        assert args[-1] in text and f"follows {turn} earlier exchange" in text
+        assert all(e["data"]["turn"] == turn for e in events if e["event"].startswith("model"))
+        assert events[-1] == {
+            "event": "comparisonComplete",
+            "data": {"sessionId": sid, "status": "complete", "turn": turn},
+        }
+    saved = rest(server, auth, user, f"/sessions/{sid}")
+    assert [t["prompt"] for t in saved["turns"]] == ["Relays?", "And switches?", "Summarise."]
+    other = seed_client(
+        node,
+        server.url,
+        "websocket",
+        "followup",
+        sid,
+        "mine?",
+        token=auth.token("user_seed_other"),
+    )
+    assert {"event": "ack", "data": {"error": f"Session {sid} not found"}} in other
+
+
 def test_the_seed_clients_default_connection_upgrades_to_websocket(node, server, auth) -> None:
     """The client's default: HTTP long-polling first, then the upgrade (often before the
     Socket.IO ``connect`` event already)."""

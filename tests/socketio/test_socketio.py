@@ -453,3 +453,66 @@ async def test_a_polling_client_that_stops_polling_is_dropped(
             assert sum('"sessionSnapshot"' in p for p in got) < 19
         finally:
             server.stop()
+
+
+def answers(events: list[dict[str, Any]]) -> dict[str, str]:
+    """Each model's text from its chunks, in index order."""
+    texts: dict[str, str] = {}
+    for event in events:
+        if event["event"] == "modelChunk":
+            model = event["data"]["model"]
+            texts[model] = texts.get(model, "") + event["data"]["chunk"]
+    return texts
+
+
+async def test_follow_up_turns_over_socketio(server, auth, sio) -> None:
+    """A follow-up and a continue-from over Socket.IO, acknowledged with the turn; a second
+    client (long-polling) watching the comparison sees each turn live; another user's socket
+    gets "not found"."""
+    user = "user_sio_turns"
+    client = await sio(user, transports=["websocket"])
+    ack = await client.call("startComparison", TWO_MODELS, timeout=60)
+    sid = ack["sessionId"]
+    await client.until("comparisonComplete", timeout=60)
+    watcher = await sio(user, transports=["polling"])
+    await watcher.emit("watchSession", {"sessionId": sid})
+    await watcher.until("comparisonComplete", timeout=60)
+
+    ack = await client.call(
+        "sendFollowUp", {"sessionId": sid, "prompt": "And relays in 1900?"}, timeout=60
+    )
+    assert ack == {"sessionId": sid, "turn": 1}
+    events = await client.until("comparisonComplete", timeout=60)
+    assert events[0]["event"] == "turnStarted"
+    assert events[0]["data"]["prompt"] == "And relays in 1900?"
+    assert [m["key"] for m in events[0]["data"]["models"]] == ["demo-echo", "demo-fast"]
+    assert events[-1]["data"] == {"sessionId": sid, "status": "complete", "turn": 1}
+    texts = answers(events)
+    # The demo says what it was asked and that the conversation went on.
+    assert set(texts) == {"demo-echo", "demo-fast"}
+    for text in texts.values():
+        assert "And relays in 1900?" in text and "follows 1 earlier exchange" in text
+    seen = await watcher.until("comparisonComplete", timeout=60)
+    assert [e["event"] for e in seen] == [e["event"] for e in events]
+    assert all(e["data"].get("turn") == 1 for e in seen)
+
+    ack = await client.call(
+        "continueFrom", {"sessionId": sid, "model": "demo-fast", "prompt": "Summarise."}, timeout=60
+    )
+    assert ack == {"sessionId": sid, "turn": 2}
+    events = await client.until("comparisonComplete", timeout=60)
+    assert events[0]["data"]["mode"] == "continueFrom" and events[0]["data"]["from"] == "demo-fast"
+    # Both models got demo-fast's thread: two earlier exchanges.
+    assert all("follows 2 earlier exchange" in text for text in answers(events).values())
+    await watcher.until("comparisonComplete", timeout=60)
+
+    body = rest(server, auth, user, f"/sessions/{sid}")
+    assert [t["turn"] for t in body["turns"]] == [0, 1, 2]
+
+    other = await sio("user_sio_turns_other")
+    ack = await other.call("sendFollowUp", {"sessionId": sid, "prompt": "mine?"})
+    assert ack == {"error": f"Session {sid} not found"}
+    ack = await other.call("continueFrom", {"sessionId": sid, "model": "A", "prompt": "x"})
+    assert ack == {"error": f"Session {sid} not found"}
+    ack = await client.call("sendFollowUp", {"sessionId": sid, "prompt": ""})
+    assert ack == {"error": "Invalid sendFollowUp: prompt: prompt must not be empty"}

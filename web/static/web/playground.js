@@ -431,6 +431,7 @@ function updateSessionBar() {
   $("export-csv").disabled = !exportable;
   $("share").disabled = !exportable;
   if (arena.sessionId) arena.render();
+  updateFollowUp(running);
 }
 
 // --- Starting, watching, opening ----------------------------------------------------------------
@@ -538,7 +539,12 @@ function onEvent(event, data) {
       onSessionCreated(data);
       break;
     case "sessionSnapshot":
+      if (data.turns) onSnapshot({ ...data, models: data.turns[0].models, status: data.status });
       onSnapshot(data);
+      onSnapshotTurns(data);
+      break;
+    case "turnStarted":
+      onTurnStarted(data);
       break;
     case "modelChunk":
       column?.chunk(data);
@@ -590,6 +596,128 @@ function onEvent(event, data) {
     }
     default:
       break;
+  }
+}
+
+// --- Follow-up turns ----------------------------------------------------------------------------
+// A comparison is a conversation: each column keeps its earlier turns (prompt + answer) above the
+// current answer. Model output in them is rendered like the live answer (sanitised Markdown).
+
+function turnBlock(prompt, content, error, turn) {
+  const block = document.createElement("section");
+  block.className = "turn";
+  block.dataset.turn = String(turn);
+  const asked = document.createElement("p");
+  asked.className = "turn-prompt";
+  asked.textContent = turn === 0 ? prompt : `Turn ${turn}: ${prompt}`;
+  block.append(asked);
+  if (content !== null) {
+    const answer = document.createElement("div");
+    answer.className = "turn-answer";
+    answer.innerHTML = renderMarkdown(content || "");
+    block.append(answer);
+  }
+  if (error) {
+    const failed = document.createElement("p");
+    failed.className = "turn-error";
+    failed.textContent = error;
+    block.append(failed);
+  }
+  return block;
+}
+
+function columnTurns(column) {
+  return column.el.querySelector(".column-turns");
+}
+
+/** The first turn's prompt, as the page knows it. */
+function firstPrompt() {
+  return view.detail?.prompt ?? $("session-prompt").textContent;
+}
+
+function onTurnStarted(data) {
+  if (data.sessionId !== view.sessionId) {
+    historyList.refresh();
+    return;
+  }
+  const asked = new Set(data.models.map((m) => m.key));
+  const previous = data.turn - 1;
+  for (const column of columns) {
+    if (column.sessionId !== data.sessionId) continue;
+    const box = columnTurns(column);
+    if (previous === 0 && !box.childElementCount) {
+      box.append(turnBlock(firstPrompt(), column.content, column.error, 0));
+    } else {
+      // The last block is the previous turn's prompt: its answer goes under it.
+      const last = box.lastElementChild;
+      if (last) last.replaceWith(turnBlock(last.dataset.prompt ?? "", column.content, column.error, previous));
+    }
+    const current = turnBlock(data.prompt, null, null, data.turn);
+    current.dataset.prompt = data.prompt;
+    box.append(current);
+    column.reset();
+    if (!asked.has(column.key)) {
+      column.status = "not asked";
+      column.queueRender();
+    }
+  }
+  view.status = "streaming";
+  $("followup-prompt").value = "";
+  updateSessionBar();
+}
+
+function onSnapshotTurns(data) {
+  if (!data.turns) return;
+  for (const column of columns) {
+    if (column.sessionId !== data.sessionId) continue;
+    const box = columnTurns(column);
+    const blocks = [];
+    for (const turn of data.turns.slice(0, -1)) {
+      const model = turn.models.find((m) => m.key === column.key);
+      blocks.push(turnBlock(turn.prompt, model ? model.content : "", model?.error, turn.turn));
+    }
+    const last = data.turns[data.turns.length - 1];
+    const current = turnBlock(last.prompt, null, null, last.turn);
+    current.dataset.prompt = last.prompt;
+    blocks.push(current);
+    box.replaceChildren(...blocks);
+    if (!data.models.some((m) => m.key === column.key)) {
+      column.snapshot({ status: "not asked", content: "", nextIndex: 0 });
+    }
+  }
+}
+
+function sendFollowUp(event) {
+  event.preventDefault();
+  const prompt = $("followup-prompt").value;
+  if (!view.sessionId) return;
+  if (!prompt.trim()) {
+    showError("Write the follow-up first.");
+    $("followup-prompt").focus();
+    return;
+  }
+  showError("");
+  socket.send("sendFollowUp", { sessionId: view.sessionId, prompt });
+}
+
+Column.prototype.continueFrom = function continueFrom() {
+  const prompt = $("followup-prompt").value;
+  if (!this.sessionId || !this.key) return;
+  if (!prompt.trim()) {
+    showError("Write the follow-up first, then continue from this answer.");
+    $("followup-prompt").focus();
+    return;
+  }
+  showError("");
+  socket.send("continueFrom", { sessionId: this.sessionId, model: this.key, prompt });
+};
+
+function updateFollowUp(running) {
+  const open = Boolean(view.sessionId) && !running && view.status !== "streaming";
+  $("followup-send").disabled = !open;
+  for (const column of columns) {
+    const button = column.buttons.continueFrom;
+    if (button) button.disabled = !open || !column.content || column.sessionId !== view.sessionId;
   }
 }
 
@@ -1044,6 +1172,7 @@ async function main() {
     $("leaderboard").hidden = true;
   });
   $("history-more").addEventListener("click", () => historyList.more());
+  $("followup").addEventListener("submit", sendFollowUp);
   $("new-comparison").addEventListener("click", newComparison);
   window.addEventListener("popstate", () => {
     const id = sessionFromUrl();
