@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.modes import extra_modes, run_extra_mode
 from bench.common import (
     ANTHROPIC_MODEL,
     GOOGLE_MODEL,
@@ -1032,7 +1033,10 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra environment for the server processes (e.g. DATABASE_CONN_MAX_AGE=60)",
     )
+    extra_modes(parser)
     args = parser.parse_args()
+    if run_extra_mode(args):
+        return
     litellm = not args.no_litellm and (Path(PY).parent / "litellm").exists()
     cases = matrix(args.quick, litellm)
     if args.cases:
