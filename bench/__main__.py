@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.modes import extra_modes, run_extra_mode
 from bench.common import (
     ANTHROPIC_MODEL,
     GOOGLE_MODEL,
@@ -44,6 +43,7 @@ from bench.common import (
     run_worker,
     wait_http,
 )
+from bench.modes import extra_modes, run_extra_mode
 
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 # As shipped. Before commit a0dfdd6 the server's Redis layer read with redis-py 8's default 5 s

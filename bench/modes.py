@@ -4,6 +4,8 @@ processes, the soak. Each lives in its own module, imported only when asked for.
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 
 def extra_modes(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +28,14 @@ def extra_modes(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="streams held at p99 ≤ 5 ms added by 1 and 2 server processes (SO_REUSEPORT)",
     )
+    group.add_argument("--scale-levels", help="streams per level, e.g. 20,50,100 (with --scale)")
 
 
 def run_extra_mode(args: argparse.Namespace) -> bool:
     """Run the mode asked for, if any; whether one ran."""
+    if args.soak or args.memory or args.scale:
+        # SIGTERM (``timeout``, a CI cancel) unwinds like Ctrl-C: the servers started are stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.soak:
         from bench import soak
 

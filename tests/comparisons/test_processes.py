@@ -519,3 +519,75 @@ async def test_refused_starts_reach_no_provider_across_two_processes(
     finally:
         first.stop()
         second.stop()
+
+
+class SharedPortServer(Server):
+    """``manage.py serve --reuse-port``: several of these share one port."""
+
+    def args(self) -> list[str]:
+        return ["manage.py", "serve", "--reuse-port"]
+
+    def start(self, timeout: float = 30.0, stdout: Path | None = None) -> Server:
+        # The port may answer already (another process holds it): wait for this one's banner,
+        # printed once its own socket listens.
+        assert stdout is not None
+        self.stdout = stdout
+        with open(stdout, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, *self.args()],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.PIPE,
+            )
+        deadline = time.monotonic() + timeout
+        while "SO_REUSEPORT" not in stdout.read_text():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("server did not listen in time")
+            time.sleep(0.1)
+        return self
+
+
+@pytest.mark.redis
+async def test_two_serve_processes_share_one_port_with_reuse_port(
+    database, tmp_path, auth, redis_url
+) -> None:
+    """Both processes take connections on the one port; when one stops, its sockets close and
+    the other's keep streaming, and the port still answers."""
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+    )
+    first = SharedPortServer(env).start(stdout=tmp_path / "first.out")
+    second = SharedPortServer(env, port=first.port).start(stdout=tmp_path / "second.out")
+    try:
+        # Connections are hashed over the two listeners: 24 sockets all on one process would
+        # happen once in 2**23 runs.
+        sockets = [await open_socket(first, auth, f"user_shared_{i}") for i in range(24)]
+        first.stop()
+        closed, alive = [], []
+        for socket in sockets:
+            # A probe every socket answers while its process lives: an unknown session is a 404.
+            try:
+                await socket.send("watchSession", {"sessionId": str(uuid.uuid4())})
+                answer = await socket.receive(timeout=15)
+            except websockets.ConnectionClosed:
+                closed.append(socket)
+                continue
+            assert answer["event"] == "error", answer
+            alive.append(socket)
+        assert closed and alive, (len(closed), len(alive))
+        await alive[0].send("startComparison", {"prompt": "hello", "providers": ["demo"]})
+        events = await alive[0].until("comparisonComplete")
+        assert events[-1]["data"]["status"] == "complete"
+        fresh = await open_socket(second, auth, "user_shared_after")
+        await fresh.ws.close()
+    finally:
+        first.stop()
+        second.stop()
