@@ -194,7 +194,10 @@ def run(args: argparse.Namespace) -> str:
             print(f"[memory]   {rows[-1]}", flush=True)
     finally:
         bench.close()
-    info = machine()
+    return report(rows, machine())
+
+
+def report(rows: list[dict[str, Any]], info: dict[str, str]) -> str:
     lines = [
         f"Machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}. Code: commit "
         f"{info['commit']}. Command: `python -m bench --memory`.",

@@ -28,12 +28,17 @@ def extra_modes(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="streams held at p99 ≤ 5 ms added by 1 and 2 server processes (SO_REUSEPORT)",
     )
+    group.add_argument(
+        "--db",
+        action="store_true",
+        help="rows and WAL bytes per comparison, read after the server's sessions closed",
+    )
     group.add_argument("--scale-levels", help="streams per level, e.g. 20,50,100 (with --scale)")
 
 
 def run_extra_mode(args: argparse.Namespace) -> bool:
     """Run the mode asked for, if any; whether one ran."""
-    if args.soak or args.memory or args.scale:
+    if args.soak or args.memory or args.scale or args.db:
         # SIGTERM (``timeout``, a CI cancel) unwinds like Ctrl-C: the servers started are stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.soak:
@@ -45,6 +50,11 @@ def run_extra_mode(args: argparse.Namespace) -> bool:
         from bench import memory
 
         memory.main(args)
+        return True
+    if args.db:
+        from bench import dbcost
+
+        dbcost.main(args)
         return True
     if args.scale:
         from bench import scale

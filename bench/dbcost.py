@@ -1,0 +1,108 @@
+"""``python -m bench --db [--out docs/benchmarks.md]``: what a comparison writes to PostgreSQL,
+read so that nothing lags.
+
+For each case a fresh server process (daphne, in-memory layer) runs the comparisons, then is
+stopped; once ``pg_stat_activity`` shows none of its sessions left, the harness reads the exact
+row counts (``count(*)``) and the WAL written since the case began: the cluster-wide
+``pg_current_wal_lsn()`` difference, and the part that touched this database (pg_walinspect;
+other databases on the same server write WAL at the same time). ``pg_stat_*`` counters are not
+used: PostgreSQL 15 publishes them up to ~10 s late.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.resources import Postgres, write_section
+
+#: (name, concurrent streams, deltas, deltas/s, upstream scenario): the same seconds of
+#: streaming, 4x the chunks in the dense case.
+CASES = (("db-50", 50, 64, 20.0, None), ("db-dense-50", 50, 256, 80.0, "dense"))
+
+
+def run(args: argparse.Namespace) -> str:
+    from bench.__main__ import Bench, Case, Database
+    from bench.common import machine
+
+    bench = Bench(args)
+    print(f"[db] logs in {bench.logs}", flush=True)
+    rows: list[dict[str, Any]] = []
+    pg: Postgres | None = None
+    try:
+        bench.start_upstream()
+        bench.db = Database()
+        bench.migrate()
+        pg = Postgres(bench.db.url)
+        for name, streams, deltas, rate, scenario in CASES:
+            case = Case(name, "relay", streams, scenario=scenario, deltas=deltas, rate=rate)
+            before_rows = pg.rows()
+            start = pg.lsn()
+            load = os.getloadavg()[0]
+            child, url = bench.start_server("daphne", "memory", name)
+            try:
+                result = bench.run_case(case, (url, None), [])
+            finally:
+                bench.stop(child)
+            left = pg.wait_closed()
+            after_rows = pg.rows()
+            wal = pg.wal(start, pg.lsn())
+            n = case.total
+            rows.append(
+                {
+                    "name": name,
+                    "comparisons": n,
+                    "chunks": 2 * deltas,
+                    "seconds": deltas / rate,
+                    "rows": {t: (after_rows[t] - before_rows[t]) / n for t in after_rows},
+                    "wal_ours": wal["ours"] / n if wal["ours"] >= 0 else float("nan"),
+                    "wal_cluster": wal["cluster"] / n,
+                    "lost": result.lost,
+                    "left": left,
+                    "load": load,
+                }
+            )
+            print(f"[db]   {rows[-1]}", flush=True)
+    finally:
+        bench.close()
+        if pg is not None:
+            pg.close()
+    info = machine()
+    lines = [
+        f"Machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}. Code: commit "
+        f"{info['commit']}. Command: `python -m bench --db`. The WAL attributed to this database "
+        "comes from pg_walinspect; the cluster figure includes every other database written at "
+        "the same time (other engineers' test runs share this PostgreSQL).",
+        "",
+        "| case | comparisons | chunks per comparison (seconds) | rows per comparison "
+        "(comparison / responses) | WAL bytes per comparison, this database | WAL bytes per "
+        "comparison, whole cluster | server sessions left at reading | lost | machine load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        counts = " / ".join(f"{v:.2f}" for v in r["rows"].values())
+        lines.append(
+            f"| {r['name']} | {r['comparisons']} | {r['chunks']} ({r['seconds']:.1f} s) "
+            f"| {counts} | {r['wal_ours']:.0f} | {r['wal_cluster']:.0f} | {r['left']} "
+            f"| {r['lost']} | {r['load']:.1f} |"
+        )
+    if len(rows) == 2:
+        a, b = rows
+        ok = b["wal_ours"] <= 1.25 * a["wal_ours"]
+        lines += [
+            "",
+            f"- Database writes grow with models and seconds, never with chunks: "
+            f"{'**met**' if ok else '**missed**'} — {a['wal_ours']:.0f} WAL bytes per comparison "
+            f"for {a['chunks']} chunks, {b['wal_ours']:.0f} for {b['chunks']} chunks in the same "
+            f"{b['seconds']:.1f} s.",
+        ]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> None:
+    text = run(args)
+    print(text)
+    if args.out:
+        write_section(Path(args.out), "db", text)
