@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -83,9 +84,12 @@ class Postgres:
         # Per-database WAL attribution (the WAL position itself is cluster-wide and other
         # databases on this server write too).
         self.walinspect = False
-        with contextlib.suppress(Exception):
+        self.wal_error = ""
+        try:
             self.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
             self.walinspect = True
+        except Exception as exc:
+            self.wal_error = f"pg_walinspect: {exc}"
 
     def _one(self, sql: str, *params: Any) -> Any:
         row = self.conn.execute(sql, params or None).fetchone()
@@ -94,24 +98,26 @@ class Postgres:
     def lsn(self) -> str:
         return str(self._one("SELECT pg_current_wal_lsn()"))
 
-    def connections(self) -> int:
-        """Other sessions connected to this database now (``pg_stat_activity`` is live)."""
+    def connections(self, ignore: Sequence[int] = ()) -> int:
+        """Other sessions connected to this database now (``pg_stat_activity`` is live), less
+        the harness's own (``ignore``: backend pids)."""
         return int(
             self._one(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)",
+                list(ignore),
             )
         )
 
-    def wait_closed(self, within: float = 15.0) -> int:
+    def wait_closed(self, ignore: Sequence[int] = (), within: float = 15.0) -> int:
         """Wait until no other session is connected (the server stopped); return how many are."""
         import time
 
         deadline = time.monotonic() + within
-        left = self.connections()
+        left = self.connections(ignore)
         while left and time.monotonic() < deadline:
             time.sleep(0.1)
-            left = self.connections()
+            left = self.connections(ignore)
         return left
 
     def rows(self) -> dict[str, int]:
@@ -125,7 +131,7 @@ class Postgres:
         ours = -1
         if self.walinspect:
             # A checkpoint may have recycled old segments; then the attribution is unknown.
-            with contextlib.suppress(Exception):
+            try:
                 ours = int(
                     self._one(
                         """
@@ -146,6 +152,8 @@ class Postgres:
                         f"%/{self.oid}/%",
                     )
                 )
+            except Exception as exc:
+                self.wal_error = f"{type(exc).__name__}: {exc}"[:300]
         return {"cluster": cluster, "ours": ours}
 
     def close(self) -> None:
@@ -158,7 +166,7 @@ def machine_load() -> str:
     return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
-def median(values: list[float]) -> float:
+def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
