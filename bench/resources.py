@@ -161,6 +161,45 @@ class Postgres:
             self.conn.close()
 
 
+class WalMeter:
+    """This database's WAL bytes, summed while they are written: a background thread reads the
+    records since its last position every ``interval`` seconds, before a checkpoint can recycle
+    their segment (other databases on a busy server fill segments within seconds)."""
+
+    def __init__(self, url: str, interval: float = 0.5) -> None:
+        import threading
+
+        self.pg = Postgres(url)
+        self.interval = interval
+        self.bytes = 0
+        self.errors: list[str] = []
+        self.stopped = threading.Event()
+        self.position = self.pg.lsn()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        end = self.pg.lsn()
+        wal = self.pg.wal(self.position, end)
+        if wal["ours"] < 0:
+            self.errors.append(self.pg.wal_error)
+        else:
+            self.bytes += wal["ours"]
+        self.position = end
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self._read()
+
+    def stop(self) -> int:
+        """Stop, read up to the current position, and return the bytes (-1 if any read failed)."""
+        self.stopped.set()
+        self.thread.join(10)
+        self._read()
+        self.pg.close()
+        return -1 if self.errors else self.bytes
+
+
 def machine_load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
