@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> str:
                 bench.stop(child)
             # The harness's own statistics connection (Database) stays; the server's must not.
             own = getattr(getattr(bench.db, "_conn", None), "info", None)
-            left = pg.wait_closed(ignore=[own.backend_pid] if own else [])
+            mine = [meter.pg.conn.info.backend_pid, *([own.backend_pid] if own else [])]
+            left = pg.wait_closed(ignore=mine)
             after_rows = pg.rows()
             ours = meter.stop()
             wal = {"cluster": int(pg.wal(start, pg.lsn())["cluster"]), "ours": ours}

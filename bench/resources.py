@@ -96,7 +96,9 @@ class Postgres:
         return row[0] if row else None
 
     def lsn(self) -> str:
-        return str(self._one("SELECT pg_current_wal_lsn()"))
+        # The flushed position: pg_walinspect reads no further, and a committed transaction's
+        # records are flushed by its commit.
+        return str(self._one("SELECT pg_current_wal_flush_lsn()"))
 
     def connections(self, ignore: Sequence[int] = ()) -> int:
         """Other sessions connected to this database now (``pg_stat_activity`` is live), less
@@ -129,7 +131,9 @@ class Postgres:
         transactions that wrote them; needs pg_walinspect, else -1)."""
         cluster = int(self._one("SELECT pg_wal_lsn_diff(%s, %s)", end, start))
         ours = -1
-        if self.walinspect:
+        if cluster <= 0:
+            ours = 0
+        elif self.walinspect:
             # A checkpoint may have recycled old segments; then the attribution is unknown.
             try:
                 ours = int(
