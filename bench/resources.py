@@ -193,7 +193,11 @@ class WalMeter:
 
     def _run(self) -> None:
         while not self.stopped.wait(self.interval):
-            self._read()
+            try:
+                self._read()
+            except Exception as exc:  # the database went away (dropped, restarted)
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                return
 
     def stop(self) -> int:
         """Stop, read up to the current position, and return the bytes (-1 if any read failed)."""
