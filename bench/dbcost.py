@@ -4,7 +4,7 @@ read so that nothing lags.
 For each case a fresh server process (daphne, in-memory layer) runs the comparisons, then is
 stopped; once ``pg_stat_activity`` shows none of its sessions left, the harness reads the exact
 row counts (``count(*)``) and the WAL written since the case began: the cluster-wide
-``pg_current_wal_lsn()`` difference, and the part that touched this database (pg_walinspect;
+``pg_current_wal_flush_lsn()`` difference, and the part that touched this database (pg_walinspect;
 other databases on the same server write WAL at the same time). ``pg_stat_*`` counters are not
 used: PostgreSQL 15 publishes them up to ~10 s late.
 """

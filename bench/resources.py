@@ -3,7 +3,7 @@ PostgreSQL connections seen from the other side, WAL bytes and exact row counts.
 
 ``pg_stat_*`` counters reach other sessions up to seconds late (PostgreSQL 15 flushes them when a
 backend goes idle or exits, at most every ~10 s), so the readings here avoid them: WAL positions
-(``pg_current_wal_lsn()``), ``count(*)`` of the tables, ``pg_stat_activity`` (live, not
+(``pg_current_wal_flush_lsn()``), ``count(*)`` of the tables, ``pg_stat_activity`` (live, not
 accumulated).
 """
 
