@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> str:
         bench.close()
         if pg is not None:
             pg.close()
-    info = machine()
+    return report(rows, machine())
+
+
+def report(rows: list[dict[str, Any]], info: dict[str, str]) -> str:
     errors = {r["wal_error"] for r in rows if r["wal_error"]}
     lines = [
         f"Machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}. Code: commit "
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        counts = " / ".join(f"{v:.2f}" for v in r["rows"].values())
+        counts = counts_of(r)
         lines.append(
             f"| {r['name']} | {r['comparisons']} | {r['chunks']} ({r['seconds']:.1f} s) "
             f"| {counts} | {r['wal_ours']:.0f} | {r['wal_cluster']:.0f} | {r['left']} "
@@ -108,15 +111,22 @@ def run(args: argparse.Namespace) -> str:
         lines += ["", "WAL attribution failed: " + "; ".join(sorted(errors))]
     if len(rows) == 2:
         a, b = rows
-        ok = b["wal_ours"] <= 1.25 * a["wal_ours"]
+        same = all(abs(b["rows"][t] - a["rows"][t]) < 0.05 for t in a["rows"])
         lines += [
             "",
             f"- Database writes grow with models and seconds, never with chunks: "
-            f"{'**met**' if ok else '**missed**'} — {a['wal_ours']:.0f} WAL bytes per comparison "
-            f"for {a['chunks']} chunks, {b['wal_ours']:.0f} for {b['chunks']} chunks in the same "
-            f"{b['seconds']:.1f} s.",
+            f"{'**met**' if same else '**missed**'} for rows ({counts_of(a)} vs {counts_of(b)} "
+            f"per comparison for {a['chunks']} and {b['chunks']} chunks in the same "
+            f"{b['seconds']:.1f} s); WAL {a['wal_ours']:.0f} → {b['wal_ours']:.0f} bytes per "
+            f"comparison ({b['wal_ours'] / a['wal_ours']:.2f}x) for 4x the chunks *and* 4x the "
+            "text (16-byte deltas in both): each flush rewrites the response row with its text "
+            "so far, so WAL follows the text volume; this case cannot separate the two.",
         ]
     return "\n".join(lines)
+
+
+def counts_of(row: dict[str, Any]) -> str:
+    return " / ".join(f"{v:.2f}" for v in row["rows"].values())
 
 
 def main(args: argparse.Namespace) -> None:
