@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast lint typecheck check bench env
+.PHONY: run test test-fast lint typecheck check bench soak env
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,3 +55,9 @@ check: lint typecheck test
 bench: env
 	$(UV) sync --frozen --quiet --compile-bytecode --group bench --group dev
 	$(PY) -m bench $(BENCH_ARGS)
+
+## soak: SOAK (default 30m) of moderate load, server resources judged flat (docs/benchmarks.md)
+SOAK ?= 30m
+soak: env
+	$(UV) sync --frozen --quiet --compile-bytecode --group bench --group dev
+	$(PY) -m bench --soak $(SOAK) $(BENCH_ARGS)

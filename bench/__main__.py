@@ -43,6 +43,7 @@ from bench.common import (
     run_worker,
     wait_http,
 )
+from bench.modes import extra_modes, run_extra_mode
 
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 # As shipped. Before commit a0dfdd6 the server's Redis layer read with redis-py 8's default 5 s
@@ -1085,7 +1086,10 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra environment for the server processes (e.g. DATABASE_CONN_MAX_AGE=60)",
     )
+    extra_modes(parser)
     args = parser.parse_args()
+    if run_extra_mode(args):
+        return
     litellm = not args.no_litellm and (Path(PY).parent / "litellm").exists()
     cases = matrix(args.quick, litellm)
     if args.cases:

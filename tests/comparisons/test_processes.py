@@ -568,3 +568,73 @@ async def test_follow_up_turns_reach_watchers_in_another_process(
     finally:
         first.stop()
         second.stop()
+
+
+class SharedPortServer(Server):
+    """``manage.py serve --reuse-port``: several of these share one port."""
+
+    def args(self) -> list[str]:
+        return ["manage.py", "serve", "--reuse-port"]
+
+    def launch(self, stdout: Path) -> SharedPortServer:
+        self.stdout = stdout
+        with open(stdout, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, *self.args()], cwd=ROOT, env=self.env, stdout=out
+            )
+        return self
+
+    def wait_listening(self, timeout: float = 90.0) -> None:
+        # The port may answer already (another process holds it): wait for this one's banner,
+        # printed once its own socket listens.
+        assert self.process is not None and self.stdout is not None
+        deadline = time.monotonic() + timeout
+        while "SO_REUSEPORT" not in self.stdout.read_text():
+            assert self.process.poll() is None, "server exited"
+            assert time.monotonic() < deadline, "server did not listen in time"
+            time.sleep(0.1)
+
+
+@pytest.mark.redis
+async def test_two_serve_processes_share_one_port_with_reuse_port(
+    database, tmp_path, auth, redis_url
+) -> None:
+    """Both processes take connections on the one port; when one stops, its sockets close and
+    the other's keep streaming, and the port still answers."""
+    env = demo_env(
+        database,
+        tmp_path,
+        auth,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+    )
+    first = SharedPortServer(env).launch(tmp_path / "first.out")
+    second = SharedPortServer(env, port=first.port).launch(tmp_path / "second.out")
+    try:
+        # Started side by side: each process's start-up is seconds of CPU.
+        first.wait_listening()
+        second.wait_listening()
+        # Connections are hashed over the two listeners: 24 sockets all on one process would
+        # happen once in 2**23 runs.
+        sockets = [await open_socket(first, auth, f"user_shared_{i}") for i in range(24)]
+        first.stop()
+        closed, alive = [], []
+        for socket in sockets:
+            # A probe every socket answers while its process lives: an unknown session is a 404.
+            try:
+                await socket.send("watchSession", {"sessionId": str(uuid.uuid4())})
+                answer = await socket.receive(timeout=15)
+            except websockets.ConnectionClosed:
+                closed.append(socket)
+                continue
+            assert answer["event"] == "error", answer
+            alive.append(socket)
+        assert closed and alive, (len(closed), len(alive))
+        await alive[0].send("startComparison", {"prompt": "hello", "providers": ["demo"]})
+        events = await alive[0].until("comparisonComplete")
+        assert events[-1]["data"]["status"] == "complete"
+        fresh = await open_socket(second, auth, "user_shared_after")
+        await fresh.ws.close()
+    finally:
+        first.stop()
+        second.stop()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 def staticfiles_outdated() -> bool:
@@ -30,12 +31,32 @@ def staticfiles_outdated() -> bool:
     return False
 
 
+def reuse_port_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port with SO_REUSEPORT (every process sharing the port
+    sets it; the kernel then hashes each new connection to one of them)."""
+    if ":" in host:
+        # daphne adopts a descriptor as IPv4 only (its ``fd:`` endpoint takes no family).
+        raise CommandError("--reuse-port needs an IPv4 HOST (e.g. 0.0.0.0), not " + host)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    listener.listen(socket.SOMAXCONN)
+    return listener
+
+
 class Command(BaseCommand):
     help = "Serve the ASGI application with daphne on $HOST:$PORT (default 127.0.0.1:3001)."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=None, help="Bind address (default: HOST setting).")
         parser.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
+        parser.add_argument(
+            "--reuse-port",
+            action="store_true",
+            help="Listen with SO_REUSEPORT, so several serve processes share HOST:PORT and the "
+            "kernel spreads new connections over them (Linux; needs REDIS_URL and PostgreSQL).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Before the application loads: WhiteNoise indexes STATIC_ROOT when it is created.
@@ -57,15 +78,22 @@ class Command(BaseCommand):
 
         host = options["host"] or settings.HOST
         port = options["port"] or settings.PORT
+        if options["reuse_port"]:
+            # daphne cannot set SO_REUSEPORT itself; it serves a socket bound here instead. Bound
+            # and listening before the banner: connections queue from now on.
+            listener = reuse_port_listener(host, port)
+            argv = ["--fd", str(listener.fileno())]
+        else:
+            argv = ["-b", host, "-p", str(port)]
         self.stdout.write(
             f"AI Playground API on http://{host}:{port} (WebSocket ws://{host}:{port}/ws, "
-            f"event loop: {event_loop_name(twisted_loop)})"
+            f"event loop: {event_loop_name(twisted_loop)}"
+            + (", port shared with SO_REUSEPORT)" if options["reuse_port"] else ")")
         )
         self.stdout.flush()
         cli = CommandLineInterface()
         # Runs when the reactor starts: the listening socket exists, no connection is accepted yet.
         reactor.callWhenRunning(lambda: daphne_configure(cli.server))
-        argv = ["-b", host, "-p", str(port)]
         if settings.TRUST_X_FORWARDED_PROTO:
             # X-Forwarded-For/-Port/-Proto from a proxy in front; from anyone else they are lies.
             argv.append("--proxy-headers")
