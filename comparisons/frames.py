@@ -116,6 +116,21 @@ class VoteRetract(SessionRef):
     turn: Turn = 0
 
 
+class FlagRef(SessionRef):
+    """``flag`` / ``unflag`` *(new)*: slot ``key``'s answer on ``turn`` (default 0) names (or
+    no longer names) its own model."""
+
+    key: Annotated[Text, Field(min_length=1, max_length=255)]
+    turn: Turn = 0
+
+
+class TagsReplace(SessionRef):
+    """``setTags`` *(new)*: the comparison's tags from now on (the service normalises them and
+    refuses more than ten distinct ones; this bound only keeps a frame small)."""
+
+    tags: Annotated[list[Annotated[Text, Field(max_length=200)]], Field(max_length=50)]
+
+
 def describe_error(event: str, error: ValidationError) -> str:
     """A one-line, user-facing summary of what is wrong with a payload."""
     parts = []

@@ -292,6 +292,11 @@ class SocketIOTransport:
                 )
                 connection.revealed(ref.sessionId)
                 await self._send(socket, answer)
+            elif event in arena_sockets.EVENTS:
+                answer = await arena_sockets.arena_event(
+                    event=event, user_id=connection.user_id, data=data
+                )
+                await self._send(socket, answer)
             else:
                 raise LiveError(f"Unknown event: {str(event)[:64]}")
         except (ValueError, LiveError, ArenaError) as exc:
