@@ -54,6 +54,10 @@ def _preload_and_freeze() -> None:
     for error in providers.preload():  # SDK imports now, not on the first comparison's loop
         logger.error("Provider not loaded: %s", error)
 
+    from arena.ratings import ratings_prepare
+
+    ratings_prepare()  # not on the first leaderboard request
+
     # Everything loaded so far (Django, the SDKs: ~280,000 objects) lives as long as the process.
     # Left to the cyclic collector, each full collection scanned all of it with the event loop
     # stopped: 75-100 ms, a stall every stream saw (docs/benchmarks.md). Frozen, it is never scanned.
