@@ -152,7 +152,7 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         except (ValueError, ArenaError) as exc:
             await self.send_error(str(exc))
         else:
-            self.connection.revealed(frame.sessionId)
+            await self.connection.revealed(frame.sessionId)
             await self.send(text_data=answer.ws)
 
     async def on_flag(self, data: Any) -> None:

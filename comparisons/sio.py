@@ -290,7 +290,7 @@ class SocketIOTransport:
                 answer = await arena_sockets.comparison_reveal(
                     user_id=connection.user_id, frame=ref
                 )
-                connection.revealed(ref.sessionId)
+                await connection.revealed(ref.sessionId)
                 await self._send(socket, answer)
             elif event in arena_sockets.EVENTS:
                 answer = await arena_sockets.arena_event(
