@@ -207,6 +207,9 @@ def main() -> None:
         server = Child("server", argv, env, logs)
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/", server)
+        # The server answers while its start-up imports the provider SDKs in a thread (~2 s,
+        # longer on a busy machine); a first request meanwhile would time that, not the board.
+        time.sleep(10)
         token = keys.token("user_0")
         board_url = base + "/leaderboard?scope=all"
 
