@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -425,36 +425,46 @@ def leaderboard_refresh(
     since_key = since.astimezone(UTC).isoformat() if since else ""
     version = selectors.counter_version(key=scope)
     tags_version = selectors.counter_version(key=tags_key(scope=scope)) if tag else 0
-    mark = selectors.ledger_mark()
-    stored = Leaderboard.objects.filter(scope=scope, tag=tag, since=since_key).first()
-    filters: dict[str, Any] = {"user_id": user_id, "tag": tag, "since": since, "upto": mark}
     if not tag and since is None:
-        tally = selectors.pair_tally(scope=scope)  # kept up to date by every ledger write
-    elif stored is not None and stored.mark <= mark and stored.tags_version == tags_version:
-        tally = {(a, b, r): [n, v] for a, b, r, n, v in stored.counts}
-        for key, (n, v) in selectors.battle_tally(after=stored.mark, **filters).items():
-            sums = tally.setdefault(key, [0, 0])
-            sums[0] += n
-            sums[1] += v
+        mark = 0  # kept sums, never caught up from the ledger: no mark to keep
+        tally = selectors.pair_tally(scope=scope)
     else:
-        tally = selectors.battle_tally(**filters)
+        mark = selectors.ledger_mark()
+        filters: dict[str, Any] = {"user_id": user_id, "tag": tag, "since": since, "upto": mark}
+        stored = (
+            Leaderboard.objects.filter(scope=scope, tag=tag, since=since_key)
+            .values_list("mark", "tags_version", "counts")
+            .first()
+        )
+        if stored is not None and stored[0] <= mark and stored[1] == tags_version:
+            tally = {(a, b, r): [n, v] for a, b, r, n, v in stored[2]}
+            for key, (n, v) in selectors.battle_tally(after=stored[0], **filters).items():
+                sums = tally.setdefault(key, [0, 0])
+                sums[0] += n
+                sums[1] += v
+        else:
+            tally = selectors.battle_tally(**filters)
     tally = {key: sums for key, sums in tally.items() if sums[0] or sums[1]}
     board = _board(user_id=user_id, tag=tag, since=since, tally=tally)
-    fields = {
-        "version": version,
-        "tags_version": tags_version,
-        "mark": mark,
-        "counts": [[a, b, r, n, v] for (a, b, r), (n, v) in sorted(tally.items())],
-        "result": board,
-        "computed_at": timezone.now(),
-    }
-    try:
-        with transaction.atomic():
-            Leaderboard.objects.update_or_create(
-                scope=scope, tag=tag, since=since_key, defaults=fields
+    # One upsert (a concurrent request may store the same board first: the later one wins).
+    Leaderboard.objects.bulk_create(
+        [
+            Leaderboard(
+                scope=scope,
+                tag=tag,
+                since=since_key,
+                version=version,
+                tags_version=tags_version,
+                mark=mark,
+                counts=[[a, b, r, n, v] for (a, b, r), (n, v) in sorted(tally.items())],
+                result=board,
+                computed_at=timezone.now(),
             )
-    except IntegrityError:
-        pass  # a concurrent request stored the same board first
+        ],
+        update_conflicts=True,
+        unique_fields=["scope", "tag", "since"],
+        update_fields=["version", "tags_version", "mark", "counts", "result", "computed_at"],
+    )
     return board
 
 
