@@ -6,6 +6,7 @@ user's comparison is "not found", as over REST)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from channels.db import database_sync_to_async
 from arena import services
 from comparisons import events
 from comparisons.frames import FlagRef, SessionRef, TagsReplace, VoteCast, VoteRetract, parse
+from comparisons.live.core import Connection, LiveError
 
 
 async def vote_record(*, user_id: str, frame: VoteCast) -> events.Frame:
@@ -21,6 +23,13 @@ async def vote_record(*, user_id: str, frame: VoteCast) -> events.Frame:
         user_id=user_id, comparison_id=frame.sessionId, winner=frame.winner, turn=frame.turn
     )
     return events.vote_recorded(session_id=frame.sessionId, turn=vote.turn, winner=vote.winner)
+
+
+async def vote_stop_rest(*, connection: Connection, frame: VoteCast) -> None:
+    """``vote {…, stop: true}``: stop the models still streaming, in whichever process (their
+    ``modelStatus`` ``cancelled`` follows). Nothing to stop is not an error: the vote stands."""
+    with contextlib.suppress(LiveError):
+        await connection.cancel(frame.sessionId)
 
 
 async def vote_undo(*, user_id: str, frame: VoteRetract) -> events.Frame:

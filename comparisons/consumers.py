@@ -134,6 +134,8 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             await self.send_error(str(exc))
         else:
             await self.send(text_data=answer.ws)
+            if frame.stop:
+                await arena_sockets.vote_stop_rest(connection=self.connection, frame=frame)
 
     async def on_unvote(self, data: Any) -> None:
         try:

@@ -108,6 +108,8 @@ class VoteCast(SessionRef):
 
     winner: Annotated[Text, Field(min_length=1, max_length=255)]
     turn: Turn = 0
+    #: Also stop the models still streaming (a verdict reached mid-stream).
+    stop: StrictBool = False
 
 
 class VoteRetract(SessionRef):

@@ -281,6 +281,8 @@ class SocketIOTransport:
                 vote = parse(VoteCast, "vote", data)
                 user = connection.user_id
                 await self._send(socket, await arena_sockets.vote_record(user_id=user, frame=vote))
+                if vote.stop:
+                    await arena_sockets.vote_stop_rest(connection=connection, frame=vote)
             elif event == "unvote":
                 undo = parse(VoteRetract, "unvote", data)
                 user = connection.user_id

@@ -250,3 +250,32 @@ async def test_a_recorded_replay_of_a_hidden_battle_names_no_model(
     assert frames[0].event == "sessionSnapshot" and frames[-1].event == "comparisonComplete"
     assert sum(f.event == "modelChunk" for f in frames) > 0
     assert [f.ws for f in frames if leaks(f.ws)] == []
+
+
+async def test_a_vote_mid_stream_can_stop_the_rest(upstream_providers, connect) -> None:
+    """``vote {…, stop: true}`` records the vote, then stops the models still streaming."""
+    alice = await connect("user_alice")
+    models = [
+        {"provider": "demo", "model": "demo-echo"},
+        {"provider": "demo", "model": "demo-fast"},
+    ]
+    prompt = "word " * 2000  # echoed at 40 tokens/s: far from done when the vote comes
+    await alice.send("startComparison", {"prompt": prompt, "models": models, "blind": True})
+    first = await alice.until(lambda e: e["event"] == "modelChunk", timeout=25)
+    sid = first[0]["data"]["sessionId"]
+    await alice.send("vote", {"sessionId": sid, "winner": "A", "stop": True})
+    rest = await alice.until_event("comparisonComplete", timeout=25)
+    recorded = [e["data"] for e in rest if e["event"] == "voteRecorded"]
+    assert recorded == [{"sessionId": sid, "turn": 0, "winner": "A"}]
+    statuses = [e["data"]["status"] for e in rest if e["event"] == "modelStatus"]
+    assert "cancelled" in statuses
+    assert rest[-1]["data"]["status"] in ("cancelled", "partial")
+    vote = await Vote.objects.aget(comparison_id=sid)
+    assert vote.winner == "A" and vote.counted
+    # A stop with nothing left streaming is no error: the vote stands.
+    await alice.send("vote", {"sessionId": sid, "winner": "B", "stop": True})
+    assert (await alice.receive())["data"]["winner"] == "B"
+    await alice.send("vote", {"sessionId": sid, "winner": "B", "stop": "yes"})
+    refused = await alice.receive()
+    assert refused["event"] == "error"
+    assert "stop: Input should be a valid boolean" in refused["data"]["message"]
