@@ -362,7 +362,7 @@ async def test_flags_and_tags_over_socketio(server, auth, sio) -> None:
     and another user's comparison is not found."""
     user = "user_sio_flags"
     client = await sio(user)
-    ack = await client.call("startComparison", {**TWO_MODELS, "blind": True})
+    ack = await client.call("startComparison", {**TWO_MODELS, "blind": True}, timeout=60)
     sid = ack["sessionId"]
     await client.until("comparisonComplete", timeout=60)
     assert await client.call("flag", {"sessionId": sid, "key": "A"}) is None
@@ -377,6 +377,9 @@ async def test_flags_and_tags_over_socketio(server, auth, sio) -> None:
         "event": "tagsSet",
         "data": {"sessionId": sid, "tags": ["poetry"]},
     }
+    # stop: true on a finished comparison: nothing to stop, the vote stands.
+    assert await client.call("vote", {"sessionId": sid, "winner": "A", "stop": True}) is None
+    assert (await client.receive())["event"] == "voteRecorded"
     ack = await client.call("flag", {"sessionId": sid, "key": "A", "turn": "0"})
     error = await client.receive()
     assert error["event"] == "error" and "Invalid flag: turn" in error["data"]["message"]
