@@ -49,14 +49,15 @@ def process_start() -> None:
 
 
 def _preload_and_freeze() -> None:
+    from arena.ratings import ratings_prepare
     from providers.registry import providers
+
+    # First (~0.1 s): the SDK imports below take seconds on a busy machine, and a leaderboard
+    # asked for meanwhile would be fitted with cold numpy and BLAS on every core.
+    ratings_prepare()
 
     for error in providers.preload():  # SDK imports now, not on the first comparison's loop
         logger.error("Provider not loaded: %s", error)
-
-    from arena.ratings import ratings_prepare
-
-    ratings_prepare()  # not on the first leaderboard request
 
     # Everything loaded so far (Django, the SDKs: ~280,000 objects) lives as long as the process.
     # Left to the cyclic collector, each full collection scanned all of it with the event loop
