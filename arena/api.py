@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, StrictBool, StrictStr
 from accounts.http import user_id
 from arena import exports, selectors, services
 from arena.errors import NotFound
+from comparisons.live.core import run_reveal_announce
 from comparisons.schemas import NotFoundOut, SessionOut
 
 router = Router(tags=["arena"])
@@ -171,6 +172,8 @@ async def vote_put(request: HttpRequest, session_id: str, turn: int, body: VoteI
         winner=body.winner,
         reveal=body.reveal,
     )
+    if body.reveal:
+        await run_reveal_announce(comparison_id=session_id, user_id=user_id(request))
     return _vote(vote, hidden=vote.comparison.identity_hidden)
 
 
@@ -196,6 +199,7 @@ async def reveal(request: HttpRequest, session_id: str) -> Any:
     await sync_to_async(services.comparison_reveal)(
         user_id=user_id(request), comparison_id=session_id
     )
+    await run_reveal_announce(comparison_id=session_id, user_id=user_id(request))
     return await sync_to_async(selectors.comparison_owned)(
         user_id=user_id(request), comparison_id=session_id
     )

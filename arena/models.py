@@ -95,6 +95,29 @@ class Battle(models.Model):
         return f"{self.model_a} vs {self.model_b}: {self.result} ({self.delta:+d})"
 
 
+class PairTally(models.Model):
+    """The ledger's sums per board scope and ``(model_a, model_b, result)``, kept by the writes
+    that add ledger rows: the board of a scope without tag or period is fitted from these few
+    rows (pairs by results) instead of a ``GROUP BY`` over every battle (docs/benchmarks.md)."""
+
+    scope = models.CharField(max_length=300, help_text="'*' (all users) or 'u:<user id>'.")
+    model_a = models.CharField(max_length=320)
+    model_b = models.CharField(max_length=320)
+    result = models.CharField(max_length=8, choices=Battle.Result.choices)
+    battles = models.BigIntegerField(default=0)
+    votes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "model_a", "model_b", "result"], name="pair_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.model_a} vs {self.model_b}: {self.result} x{self.battles}"
+
+
 class SelfNamedFlag(models.Model):
     """The owner's flag on an answer that names its own model: that turn's vote does not count."""
 

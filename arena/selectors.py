@@ -9,7 +9,16 @@ from typing import Any
 from django.db.models import Prefetch, Sum
 
 from arena.errors import NotFound
-from arena.models import Battle, Counter, Leaderboard, SelfNamedFlag, Share, Tag, Vote
+from arena.models import (
+    Battle,
+    Counter,
+    Leaderboard,
+    PairTally,
+    SelfNamedFlag,
+    Share,
+    Tag,
+    Vote,
+)
 from arena.ratings import PairCount
 from comparisons.models import Comparison, ModelResponse
 from comparisons.selectors import comparison_get
@@ -135,6 +144,14 @@ def battle_tally(
         battles.values_list("model_a", "model_b", "result")
         .annotate(n=Sum("delta"), v=Sum("votes"))
         .order_by()
+    )
+    return {(a, b, result): [n, v] for a, b, result, n, v in rows}
+
+
+def pair_tally(*, scope: str) -> Tally:
+    """The ledger's sums in a scope (``*`` or ``u:<user id>``), without tag or period filter."""
+    rows = PairTally.objects.filter(scope=scope).values_list(
+        "model_a", "model_b", "result", "battles", "votes"
     )
     return {(a, b, result): [n, v] for a, b, result, n, v in rows}
 

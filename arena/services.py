@@ -23,13 +23,23 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from arena import selectors
 from arena.errors import Conflict, Invalid, NotFound
-from arena.models import Battle, Counter, Leaderboard, Outcome, SelfNamedFlag, Share, Tag, Vote
+from arena.models import (
+    Battle,
+    Counter,
+    Leaderboard,
+    Outcome,
+    PairTally,
+    SelfNamedFlag,
+    Share,
+    Tag,
+    Vote,
+)
 from arena.ratings import ratings_fit
 from comparisons.models import Comparison
 
@@ -129,12 +139,62 @@ def _battles(vote: Vote, comparison: Comparison) -> list[Battle]:
     return result
 
 
+def pair_tallies_add(*, battles: Sequence[Battle]) -> None:
+    """Add new ledger rows to the per-scope sums (:class:`~arena.models.PairTally`), in the
+    transaction that writes them. One upsert; rows in a fixed order (no lock-order deadlock)."""
+    sums: dict[tuple[str, str, str, str], list[int]] = {}
+    for row in battles:
+        for scope in (ALL, scope_key(user_id=row.user_id)):
+            total = sums.setdefault((scope, row.model_a, row.model_b, row.result), [0, 0])
+            total[0] += row.delta
+            total[1] += row.votes
+    if not sums:
+        return
+    table = connection.ops.quote_name(PairTally._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(sums))
+    params: list[Any] = []
+    for key, (battle_sum, vote_sum) in sorted(sums.items()):
+        params.extend([*key, battle_sum, vote_sum])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (scope, model_a, model_b, result, battles, votes) "
+            f"VALUES {values} ON CONFLICT (scope, model_a, model_b, result) DO UPDATE SET "
+            f"battles = {table}.battles + EXCLUDED.battles, "
+            f"votes = {table}.votes + EXCLUDED.votes",
+            params,
+        )
+
+
+def pair_tallies_rebuild() -> None:
+    """Recount the per-scope sums from the whole ledger (after a rebuild or a bulk load)."""
+    PairTally.objects.all().delete()
+    rows = (
+        Battle.objects.values_list("user_id", "model_a", "model_b", "result")
+        .annotate(n=Sum("delta"), v=Sum("votes"))
+        .order_by()
+    )
+    sums: dict[tuple[str, str, str, str], list[int]] = {}
+    for user_id, a, b, result, n, v in rows:
+        for scope in (ALL, scope_key(user_id=user_id)):
+            total = sums.setdefault((scope, a, b, result), [0, 0])
+            total[0] += n
+            total[1] += v
+    PairTally.objects.bulk_create(
+        [
+            PairTally(scope=scope, model_a=a, model_b=b, result=r, battles=n, votes=v)
+            for (scope, a, b, r), (n, v) in sums.items()
+            if n or v
+        ],
+        batch_size=1000,
+    )
+
+
 def _ledger_withdraw(vote: Vote) -> None:
     """Cancel the vote's live ledger rows with ``-1`` copies (same pair, result, time)."""
     live = list(Battle.objects.filter(vote=vote, delta=1, withdrawn=False))
     if not live:
         return
-    Battle.objects.bulk_create(
+    written = Battle.objects.bulk_create(
         [
             Battle(
                 vote=vote,
@@ -152,11 +212,12 @@ def _ledger_withdraw(vote: Vote) -> None:
         ]
     )
     Battle.objects.filter(pk__in=[row.pk for row in live]).update(withdrawn=True)
+    pair_tallies_add(battles=written)
 
 
 def _ledger_replace(vote: Vote, comparison: Comparison) -> None:
     _ledger_withdraw(vote)
-    Battle.objects.bulk_create(_battles(vote, comparison))
+    pair_tallies_add(battles=Battle.objects.bulk_create(_battles(vote, comparison)))
 
 
 @transaction.atomic
@@ -357,40 +418,53 @@ def _board(
 def leaderboard_refresh(
     *, user_id: str | None, tag: str = "", since: datetime | None = None
 ) -> dict[str, Any]:
-    """Fit the board and store it. Incremental when a stored board exists: its counts plus the
-    ledger rows written since (a tag board whose tags changed is recounted in full)."""
+    """Fit the board and store it. A board without tag or period is fitted from the scope's
+    per-pair sums; another is caught up when stored: its counts plus the ledger rows written
+    since (a tag board whose tags changed is recounted in full)."""
     scope = scope_key(user_id=user_id)
     since_key = since.astimezone(UTC).isoformat() if since else ""
     version = selectors.counter_version(key=scope)
     tags_version = selectors.counter_version(key=tags_key(scope=scope)) if tag else 0
-    mark = selectors.ledger_mark()
-    stored = Leaderboard.objects.filter(scope=scope, tag=tag, since=since_key).first()
-    filters: dict[str, Any] = {"user_id": user_id, "tag": tag, "since": since, "upto": mark}
-    if stored is not None and stored.mark <= mark and stored.tags_version == tags_version:
-        tally = {(a, b, r): [n, v] for a, b, r, n, v in stored.counts}
-        for key, (n, v) in selectors.battle_tally(after=stored.mark, **filters).items():
-            sums = tally.setdefault(key, [0, 0])
-            sums[0] += n
-            sums[1] += v
+    if not tag and since is None:
+        mark = 0  # kept sums, never caught up from the ledger: no mark to keep
+        tally = selectors.pair_tally(scope=scope)
     else:
-        tally = selectors.battle_tally(**filters)
+        mark = selectors.ledger_mark()
+        filters: dict[str, Any] = {"user_id": user_id, "tag": tag, "since": since, "upto": mark}
+        stored = (
+            Leaderboard.objects.filter(scope=scope, tag=tag, since=since_key)
+            .values_list("mark", "tags_version", "counts")
+            .first()
+        )
+        if stored is not None and stored[0] <= mark and stored[1] == tags_version:
+            tally = {(a, b, r): [n, v] for a, b, r, n, v in stored[2]}
+            for key, (n, v) in selectors.battle_tally(after=stored[0], **filters).items():
+                sums = tally.setdefault(key, [0, 0])
+                sums[0] += n
+                sums[1] += v
+        else:
+            tally = selectors.battle_tally(**filters)
     tally = {key: sums for key, sums in tally.items() if sums[0] or sums[1]}
     board = _board(user_id=user_id, tag=tag, since=since, tally=tally)
-    fields = {
-        "version": version,
-        "tags_version": tags_version,
-        "mark": mark,
-        "counts": [[a, b, r, n, v] for (a, b, r), (n, v) in sorted(tally.items())],
-        "result": board,
-        "computed_at": timezone.now(),
-    }
-    try:
-        with transaction.atomic():
-            Leaderboard.objects.update_or_create(
-                scope=scope, tag=tag, since=since_key, defaults=fields
+    # One upsert (a concurrent request may store the same board first: the later one wins).
+    Leaderboard.objects.bulk_create(
+        [
+            Leaderboard(
+                scope=scope,
+                tag=tag,
+                since=since_key,
+                version=version,
+                tags_version=tags_version,
+                mark=mark,
+                counts=[[a, b, r, n, v] for (a, b, r), (n, v) in sorted(tally.items())],
+                result=board,
+                computed_at=timezone.now(),
             )
-    except IntegrityError:
-        pass  # a concurrent request stored the same board first
+        ],
+        update_conflicts=True,
+        unique_fields=["scope", "tag", "since"],
+        update_fields=["version", "tags_version", "mark", "counts", "result", "computed_at"],
+    )
     return board
 
 
@@ -435,4 +509,5 @@ def battles_rebuild() -> int:
             battles = _battles(vote, vote.comparison)
             Battle.objects.bulk_create(battles)
             total += len(battles)
+        pair_tallies_rebuild()
     return total

@@ -6,8 +6,9 @@ models of known strengths, 20 users, 10 % ties, 3 % both bad) and their battle r
 bulk by this harness. The real server (``manage.py serve``, ``DJANGO_DEBUG=0``) is then started on
 it and asked over HTTP with a real RS256 token:
 
-- *full fit*: the first request (no stored board yet): one GROUP BY over every battle, then
-  Bradley-Terry and 200 bootstrap rounds;
+- *full fit*: the first request (no stored board yet): the scope's per-pair sums (kept by every
+  vote), then Bradley-Terry and 200 bootstrap rounds; *full fit, tag* / *since*: the same for a
+  tag or period board, whose first fit is one GROUP BY over the matching battles;
 - *caught up*: the first request after a vote (the stored board is stale): the stored counts
   plus the ledger rows after its mark, then the fit;
 - *stored*: the other requests, answered from the stored board (two indexed reads).
@@ -43,7 +44,7 @@ def seed(votes: int, rng_seed: int = 1) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from arena.models import Battle, Counter, Vote
+    from arena.models import Battle, Counter, Tag, Vote
     from comparisons.models import Comparison, ComparisonStatus, ModelResponse
 
     rng = np.random.default_rng(rng_seed)
@@ -100,6 +101,8 @@ def seed(votes: int, rng_seed: int = 1) -> None:
             outcomes.append((comparison, user, models, winner))
         with transaction.atomic():
             Comparison.objects.bulk_create(comparisons)
+            # A quarter of the prompts tagged "code", for the tag board's first fit.
+            Tag.objects.bulk_create([Tag(comparison=c, name="code") for c in comparisons[::4]])
             ModelResponse.objects.bulk_create(responses)
             Vote.objects.bulk_create(vote_rows)
             battles = []
@@ -126,6 +129,9 @@ def seed(votes: int, rng_seed: int = 1) -> None:
         [Counter(key="*", version=1)]
         + [Counter(key=f"u:user_{u}", version=1) for u in range(USERS)]
     )
+    from arena.services import pair_tallies_rebuild
+
+    pair_tallies_rebuild()  # what the votes' own writes would have kept
 
 
 def timed_get(url: str, token: str) -> tuple[float, Any]:
@@ -201,11 +207,21 @@ def main() -> None:
         server = Child("server", argv, env, logs)
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/", server)
+        # The server answers while its start-up imports the provider SDKs in a thread (~2 s,
+        # longer on a busy machine); a first request meanwhile would time that, not the board.
+        time.sleep(10)
         token = keys.token("user_0")
         board_url = base + "/leaderboard?scope=all"
+        # The process's first requests pay for URL resolution, the API's schemas, the first
+        # database connection: warm them with the empty board of a user who never voted.
+        idle = keys.token("user_idle")
+        warm = [timed_get(base + "/leaderboard?scope=me", idle)[0] for _ in range(5)]
 
         refits = []
         full_ms, board = timed_get(board_url, token)
+        full_me_ms, _ = timed_get(base + "/leaderboard?scope=me", token)
+        tag_ms, tagged = timed_get(board_url + "&tag=code", token)
+        since_ms, _ = timed_get(board_url + "&since=2000-01-01T00:00:00Z", token)
         stored = [timed_get(board_url, token)[0] for _ in range(args.requests)]
         # A new vote makes the stored board stale: the next request refits, then stored again.
         from comparisons import services as comparison_services
@@ -236,7 +252,12 @@ def main() -> None:
             "votes": board["votes"],
             "models": len(board["models"]),
             "seed_seconds": round(seeded_s, 1),
+            "warm_up_ms": [round(v, 1) for v in warm],
             "full_fit_ms": round(full_ms, 1),
+            "full_fit_me_ms": round(full_me_ms, 1),
+            "full_fit_tag_ms": round(tag_ms, 1),
+            "tag_votes": tagged["votes"],
+            "full_fit_since_ms": round(since_ms, 1),
             "caught_up_ms": [round(v, 1) for v in refits],
             "caught_up_p50_ms": round(pct(refits, 50), 1),
             "stored_p50_ms": round(pct(stored + stored_after, 50), 2),

@@ -163,6 +163,8 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             await self.send_error(str(exc))
         else:
             await self.send(text_data=answer.ws)
+            if frame.stop:
+                await arena_sockets.vote_stop_rest(connection=self.connection, frame=frame)
 
     async def on_unvote(self, data: Any) -> None:
         try:
@@ -181,7 +183,25 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
         except (ValueError, ArenaError) as exc:
             await self.send_error(str(exc))
         else:
-            self.connection.revealed(frame.sessionId)
+            await self.connection.revealed(frame.sessionId)
+            await self.send(text_data=answer.ws)
+
+    async def on_flag(self, data: Any) -> None:
+        await self._arena("flag", data)
+
+    async def on_unflag(self, data: Any) -> None:
+        await self._arena("unflag", data)
+
+    async def on_setTags(self, data: Any) -> None:
+        await self._arena("setTags", data)
+
+    async def _arena(self, event: str, data: Any) -> None:
+        try:
+            user_id = self.connection.user_id
+            answer = await arena_sockets.arena_event(event=event, user_id=user_id, data=data)
+        except (ValueError, ArenaError) as exc:
+            await self.send_error(str(exc))
+        else:
             await self.send(text_data=answer.ws)
 
     # --- channel-layer messages ----------------------------------------------------------------

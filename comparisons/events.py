@@ -245,6 +245,21 @@ def vote_retracted(*, session_id: str, turn: int) -> Frame:
     return encode("voteRetracted", {"sessionId": session_id, "turn": turn})
 
 
+def flagged(*, session_id: str, turn: int, key: str) -> Frame:
+    """``flagged`` *(new)*: the answer to ``flag`` (that turn's vote no longer counts)."""
+    return encode("flagged", {"sessionId": session_id, "turn": turn, "key": key})
+
+
+def unflagged(*, session_id: str, turn: int, key: str) -> Frame:
+    """``unflagged`` *(new)*: the answer to ``unflag``."""
+    return encode("unflagged", {"sessionId": session_id, "turn": turn, "key": key})
+
+
+def tags_set(*, session_id: str, tags: list[str]) -> Frame:
+    """``tagsSet`` *(new)*: the answer to ``setTags``, the tags as stored."""
+    return encode("tagsSet", {"sessionId": session_id, "tags": tags})
+
+
 def revealed(*, session_id: str, models: list[dict[str, str]]) -> Frame:
     """``revealed`` *(new)*: a blind comparison's ``[{key, provider, modelName}]``."""
     return encode("revealed", {"sessionId": session_id, "models": models})

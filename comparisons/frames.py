@@ -144,12 +144,29 @@ class VoteCast(SessionRef):
 
     winner: Annotated[Text, Field(min_length=1, max_length=255)]
     turn: Turn = 0
+    #: Also stop the models still streaming (a verdict reached mid-stream).
+    stop: StrictBool = False
 
 
 class VoteRetract(SessionRef):
     """``unvote`` *(new)*: undo the vote on ``turn`` (default 0)."""
 
     turn: Turn = 0
+
+
+class FlagRef(SessionRef):
+    """``flag`` / ``unflag`` *(new)*: slot ``key``'s answer on ``turn`` (default 0) names (or
+    no longer names) its own model."""
+
+    key: Annotated[Text, Field(min_length=1, max_length=255)]
+    turn: Turn = 0
+
+
+class TagsReplace(SessionRef):
+    """``setTags`` *(new)*: the comparison's tags from now on (the service normalises them and
+    refuses more than ten distinct ones; this bound only keeps a frame small)."""
+
+    tags: Annotated[list[Annotated[Text, Field(max_length=200)]], Field(max_length=50)]
 
 
 def describe_error(event: str, error: ValidationError) -> str:

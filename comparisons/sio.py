@@ -295,6 +295,8 @@ class SocketIOTransport:
                 vote = parse(VoteCast, "vote", data)
                 user = connection.user_id
                 await self._send(socket, await arena_sockets.vote_record(user_id=user, frame=vote))
+                if vote.stop:
+                    await arena_sockets.vote_stop_rest(connection=connection, frame=vote)
             elif event == "unvote":
                 undo = parse(VoteRetract, "unvote", data)
                 user = connection.user_id
@@ -304,7 +306,12 @@ class SocketIOTransport:
                 answer = await arena_sockets.comparison_reveal(
                     user_id=connection.user_id, frame=ref
                 )
-                connection.revealed(ref.sessionId)
+                await connection.revealed(ref.sessionId)
+                await self._send(socket, answer)
+            elif event in arena_sockets.EVENTS:
+                answer = await arena_sockets.arena_event(
+                    event=event, user_id=connection.user_id, data=data
+                )
                 await self._send(socket, answer)
             else:
                 raise LiveError(f"Unknown event: {str(event)[:64]}")

@@ -49,7 +49,12 @@ def process_start() -> None:
 
 
 def _preload_and_freeze() -> None:
+    from arena.ratings import ratings_prepare
     from providers.registry import providers
+
+    # First (~0.1 s): the SDK imports below take seconds on a busy machine, and a leaderboard
+    # asked for meanwhile would be fitted with cold numpy and BLAS on every core.
+    ratings_prepare()
 
     for error in providers.preload():  # SDK imports now, not on the first comparison's loop
         logger.error("Provider not loaded: %s", error)

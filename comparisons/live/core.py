@@ -30,6 +30,7 @@ from comparisons.live.lag import LoopLag
 from comparisons.live.layer import RetryingReceive
 from comparisons.live.messages import (
     RunCancel,
+    RunReveal,
     WatchEvent,
     WatchRequest,
     WatchStop,
@@ -423,6 +424,20 @@ def saved_snapshot(comparison: Comparison) -> dict[str, Any]:
     return snapshot
 
 
+async def run_reveal_announce(*, comparison_id: str, user_id: str, reply: str = "") -> None:
+    """Tell the process running ``comparison_id`` (if any, this one included) that its owner
+    revealed it (:class:`RunReveal`). Best effort: without the layer the run keeps withholding
+    the names until it ends; the saved state and every later REST answer show them."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = RunReveal(session=comparison_id, user_id=user_id, reply=reply)
+    try:
+        await layer.group_send(run_group(comparison_id), message.message())
+    except Exception as exc:
+        logger.warning("Reveal of %s not announced (%s)", comparison_id, type(exc).__name__)
+
+
 def _alive(comparison: Comparison) -> bool:
     """Still streaming, and its process flushed (its heartbeat) recently."""
     if comparison.status != ComparisonStatus.STREAMING or comparison.heartbeat_at is None:
@@ -545,13 +560,16 @@ class Connection:
             with contextlib.suppress(Exception):
                 await layer.group_add(watch_group(session_id), channel)
 
-    def revealed(self, session_id: str) -> None:
-        """This user revealed a comparison: its run here (if any) names its models from now on.
-        (A run in another process keeps withholding them; the saved state shows them.)"""
+    async def revealed(self, session_id: str) -> None:
+        """This user revealed a comparison (this socket was answered ``revealed``): its run, in
+        this process or another, names its models from now on and tells its other watchers."""
         run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
         if run is not None:
-            for slot in run.slots:
-                slot.hidden = False
+            await run.reveal(skip=self.subscriber.name)
+            return
+        await run_reveal_announce(
+            comparison_id=session_id, user_id=self.user_id, reply=self._channel or ""
+        )
 
     async def cancel(self, session_id: str, model: str | None = None) -> None:
         """Stop a comparison of this user (or one model of it), in any process."""

@@ -3,7 +3,7 @@
 Each class is used by both its sender (:meth:`message`) and its receiver (:meth:`from_message`);
 the ``type`` key routes it (a Channels consumer's ``watch_event`` handler for :class:`WatchEvent`).
 
-- :class:`WatchRequest`, :class:`WatchStop`, :class:`RunCancel`: to the group
+- :class:`WatchRequest`, :class:`WatchStop`, :class:`RunCancel`, :class:`RunReveal`: to the group
   :func:`run_group` of a comparison, which the process running it listens on;
 - :class:`WatchEvent`: frames for one watching socket (its reply channel), or for every socket
   in :func:`watch_group` (a recorded replay).
@@ -94,9 +94,39 @@ class RunCancel:
         )
 
 
-ControlMessage = WatchRequest | WatchStop | RunCancel
+@dataclass(frozen=True, slots=True)
+class RunReveal:
+    """Its owner revealed blind ``session``: the run names its models from now on and sends
+    ``revealed`` to its watchers, except the socket on ``reply`` (which got it as its answer;
+    ``""`` from REST: no one is skipped)."""
 
-_CONTROL: dict[str, Any] = {cls.type: cls for cls in (WatchRequest, WatchStop, RunCancel)}
+    type: ClassVar[str] = "run.reveal"
+    session: str
+    user_id: str
+    reply: str = ""
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "user_id": self.user_id,
+            "reply": self.reply,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> RunReveal:
+        return cls(
+            session=str(message.get("session", "")),
+            user_id=str(message.get("user_id", "")),
+            reply=str(message.get("reply") or ""),
+        )
+
+
+ControlMessage = WatchRequest | WatchStop | RunCancel | RunReveal
+
+_CONTROL: dict[str, Any] = {
+    cls.type: cls for cls in (WatchRequest, WatchStop, RunCancel, RunReveal)
+}
 
 
 def control_from_message(message: dict[str, Any]) -> ControlMessage | None:

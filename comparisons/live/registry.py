@@ -20,6 +20,7 @@ from comparisons.live.flusher import ProgressFlusher
 from comparisons.live.layer import LayerOutage, RetryingReceive
 from comparisons.live.messages import (
     RunCancel,
+    RunReveal,
     WatchRequest,
     WatchStop,
     control_from_message,
@@ -170,3 +171,5 @@ class RunControl:
                     run.cancel()
                 elif (slot := run.slot(message.model)) is not None:
                     run.cancel_slot(slot)
+            elif isinstance(message, RunReveal):
+                await run.reveal(skip=remote_name(message.reply) if message.reply else None)

@@ -189,11 +189,13 @@ class Fanout:
         #: Frames published before :meth:`release` (``None`` once released).
         self._held: list[Frame] | None = [] if held else None
 
-    async def publish(self, frame: Frame) -> None:
-        """Send one frame to every subscriber; a failing subscriber is dropped."""
+    async def publish(self, frame: Frame, *, skip: str | None = None) -> None:
+        """Send one frame to every subscriber (but ``skip``); a failing one is dropped."""
         if self._held is not None:
             self._held.append(frame)
         for name, subscriber in tuple(self.subscribers.items()):
+            if name == skip:
+                continue
             try:
                 await subscriber.send(frame)
             except Exception:  # a closed socket must not break the run
@@ -317,6 +319,24 @@ class ComparisonRun:
             *earlier, current = self.turns
             snapshot["turns"] = [*earlier, {**current, "models": models}]
         return snapshot
+
+    async def reveal(self, *, skip: str | None = None) -> None:
+        """Its owner revealed it: later frames and snapshots name the models, and every
+        subscriber but ``skip`` (the revealing socket, answered already) gets ``revealed`` now.
+        Idempotent: nothing is sent when no slot was hidden."""
+        if not any(slot.hidden for slot in self.slots):
+            return
+        for slot in self.slots:
+            slot.hidden = False
+        if self.state is RunState.ENDED:
+            return  # its watchers were sent their end; a new watch gets the names
+        models = [
+            {"key": s.key, "provider": s.provider.alias, "modelName": s.request.model}
+            for s in self.slots
+        ]
+        await self.fanout.publish(
+            events.revealed(session_id=self.comparison_id, models=models), skip=skip
+        )
 
     def slot(self, key: str) -> SlotRun | None:
         return next((s for s in self.slots if s.key == key), None)

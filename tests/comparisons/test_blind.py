@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from arena import services as arena_services
+from arena.models import SelfNamedFlag, Tag, Vote
 from comparisons.models import Comparison
 from tests.fake_upstream import FakeUpstream
 
@@ -152,6 +153,16 @@ async def test_vote_undo_vote_and_reveal_over_the_socket(upstream_providers, con
         ("vote", {"sessionId": "SID"}, "Invalid vote: winner: Field required"),
         ("unvote", {"sessionId": "SID"}, "No vote on turn 0"),
         ("reveal", {}, "Invalid reveal: sessionId: Field required"),
+        ("flag", {"sessionId": "SID"}, "Invalid flag: key: Field required"),
+        ("flag", {"sessionId": "SID", "key": "Z"}, "Unknown key 'Z'"),
+        ("flag", {"sessionId": "SID", "key": "A", "turn": 2}, "Turn 2 does not exist"),
+        ("flag", {"sessionId": "SID", "key": 1}, "key: Input should be a valid string"),
+        ("unflag", {"sessionId": "SID", "key": "A"}, "Answer A of turn 0 is not flagged"),
+        ("setTags", {"sessionId": "SID"}, "Invalid setTags: tags: Field required"),
+        ("setTags", {"sessionId": "SID", "tags": "code"}, "tags: Input should be a valid list"),
+        ("setTags", {"sessionId": "SID", "tags": [" "]}, "A tag has 1 to 40 characters"),
+        ("setTags", {"sessionId": "SID", "tags": ["x\u0007"]}, "control characters"),
+        ("setTags", {"sessionId": "SID", "tags": [f"t{n}" for n in range(11)]}, "At most 10"),
     ],
 )
 async def test_bad_arena_events_get_a_readable_error(
@@ -165,16 +176,58 @@ async def test_bad_arena_events_get_a_readable_error(
     assert message in answer["data"]["message"]
 
 
-@pytest.mark.parametrize("event", ["vote", "unvote", "reveal"])
+@pytest.mark.parametrize("event", ["vote", "unvote", "reveal", "flag", "unflag", "setTags"])
 async def test_another_users_comparison_is_not_found(upstream_providers, connect, event) -> None:
     alice = await connect("user_alice")
     sid, _ = await _blind_battle(alice)
     mallory = await connect("user_mallory")
-    await mallory.send(event, {"sessionId": sid, "winner": "A"})
+    await mallory.send(event, {"sessionId": sid, "winner": "A", "key": "A", "tags": ["x"]})
     answer = await mallory.receive()
     assert answer == {"event": "error", "data": {"message": f"Session {sid} not found"}}
     comparison = await Comparison.objects.aget(pk=sid)
     assert comparison.identity_hidden
+    assert not await SelfNamedFlag.objects.filter(comparison_id=sid).aexists()
+    assert not await Tag.objects.filter(comparison_id=sid).aexists()
+
+
+async def test_flag_and_tags_over_the_socket(upstream_providers, connect) -> None:
+    """A flagged answer voids the turn's vote until the flag is withdrawn; tags are stored
+    normalised and re-rank the leaderboard; after the reveal flags are refused."""
+    alice = await connect("user_alice")
+    sid, _ = await _blind_battle(alice)
+    await alice.send("vote", {"sessionId": sid, "winner": "A"})
+    assert (await alice.receive())["event"] == "voteRecorded"
+    await alice.send("flag", {"sessionId": sid, "key": "B"})
+    assert await alice.receive() == {
+        "event": "flagged",
+        "data": {"sessionId": sid, "turn": 0, "key": "B"},
+    }
+    vote = await Vote.objects.aget(comparison_id=sid)
+    assert vote.void and not vote.counted
+    await alice.send("unflag", {"sessionId": sid, "key": "B", "turn": 0})
+    assert await alice.receive() == {
+        "event": "unflagged",
+        "data": {"sessionId": sid, "turn": 0, "key": "B"},
+    }
+    assert (await Vote.objects.aget(comparison_id=sid)).counted
+    await alice.send("setTags", {"sessionId": sid, "tags": [" Code ", "MATH", "code"]})
+    assert await alice.receive() == {
+        "event": "tagsSet",
+        "data": {"sessionId": sid, "tags": ["code", "math"]},
+    }
+    await alice.send("flag", {"sessionId": sid, "key": "A"})
+    assert (await alice.receive())["event"] == "flagged"
+    await alice.send("reveal", {"sessionId": sid})
+    assert (await alice.receive())["event"] == "revealed"
+    board = await sync_to_async(arena_services.leaderboard_current)(
+        user_id="user_alice", tag="code"
+    )
+    assert board["votes"] == 0  # flagged before the reveal: void
+    await alice.send("unflag", {"sessionId": sid, "key": "A"})
+    refused = await alice.receive()
+    assert refused["event"] == "error" and "before the reveal" in refused["data"]["message"]
+    await alice.send("setTags", {"sessionId": sid, "tags": []})
+    assert (await alice.receive())["data"]["tags"] == []
 
 
 async def test_a_recorded_replay_of_a_hidden_battle_names_no_model(
@@ -197,3 +250,32 @@ async def test_a_recorded_replay_of_a_hidden_battle_names_no_model(
     assert frames[0].event == "sessionSnapshot" and frames[-1].event == "comparisonComplete"
     assert sum(f.event == "modelChunk" for f in frames) > 0
     assert [f.ws for f in frames if leaks(f.ws)] == []
+
+
+async def test_a_vote_mid_stream_can_stop_the_rest(upstream_providers, connect) -> None:
+    """``vote {…, stop: true}`` records the vote, then stops the models still streaming."""
+    alice = await connect("user_alice")
+    models = [
+        {"provider": "demo", "model": "demo-echo"},
+        {"provider": "demo", "model": "demo-fast"},
+    ]
+    prompt = "word " * 2000  # echoed at 40 tokens/s: far from done when the vote comes
+    await alice.send("startComparison", {"prompt": prompt, "models": models, "blind": True})
+    first = await alice.until(lambda e: e["event"] == "modelChunk", timeout=25)
+    sid = first[0]["data"]["sessionId"]
+    await alice.send("vote", {"sessionId": sid, "winner": "A", "stop": True})
+    rest = await alice.until_event("comparisonComplete", timeout=25)
+    recorded = [e["data"] for e in rest if e["event"] == "voteRecorded"]
+    assert recorded == [{"sessionId": sid, "turn": 0, "winner": "A"}]
+    statuses = [e["data"]["status"] for e in rest if e["event"] == "modelStatus"]
+    assert "cancelled" in statuses
+    assert rest[-1]["data"]["status"] in ("cancelled", "partial")
+    vote = await Vote.objects.aget(comparison_id=sid)
+    assert vote.winner == "A" and vote.counted
+    # A stop with nothing left streaming is no error: the vote stands.
+    await alice.send("vote", {"sessionId": sid, "winner": "B", "stop": True})
+    assert (await alice.receive())["data"]["winner"] == "B"
+    await alice.send("vote", {"sessionId": sid, "winner": "B", "stop": "yes"})
+    refused = await alice.receive()
+    assert refused["event"] == "error"
+    assert "stop: Input should be a valid boolean" in refused["data"]["message"]

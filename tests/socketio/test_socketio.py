@@ -357,6 +357,41 @@ async def test_a_blind_battle_votes_and_reveals_over_socketio(server, auth, sio)
     assert ack == {"error": error["data"]["message"]}
 
 
+async def test_flags_and_tags_over_socketio(server, auth, sio) -> None:
+    """``flag``/``unflag``/``setTags`` with the real client: answers, acks, strict validation,
+    and another user's comparison is not found."""
+    user = "user_sio_flags"
+    client = await sio(user)
+    ack = await client.call("startComparison", {**TWO_MODELS, "blind": True}, timeout=60)
+    sid = ack["sessionId"]
+    await client.until("comparisonComplete", timeout=60)
+    assert await client.call("flag", {"sessionId": sid, "key": "A"}) is None
+    assert await client.receive() == {
+        "event": "flagged",
+        "data": {"sessionId": sid, "turn": 0, "key": "A"},
+    }
+    await client.emit("unflag", {"sessionId": sid, "key": "A"})
+    assert (await client.receive())["event"] == "unflagged"
+    await client.emit("setTags", {"sessionId": sid, "tags": ["Poetry", " poetry "]})
+    assert await client.receive() == {
+        "event": "tagsSet",
+        "data": {"sessionId": sid, "tags": ["poetry"]},
+    }
+    # stop: true on a finished comparison: nothing to stop, the vote stands.
+    assert await client.call("vote", {"sessionId": sid, "winner": "A", "stop": True}) is None
+    assert (await client.receive())["event"] == "voteRecorded"
+    ack = await client.call("flag", {"sessionId": sid, "key": "A", "turn": "0"})
+    error = await client.receive()
+    assert error["event"] == "error" and "Invalid flag: turn" in error["data"]["message"]
+    assert ack == {"error": error["data"]["message"]}
+    other = await sio("user_sio_flags_other")
+    ack = await other.call("setTags", {"sessionId": sid, "tags": ["x"]})
+    assert ack == {"error": f"Session {sid} not found"}
+    assert (await other.receive())["data"] == {"message": f"Session {sid} not found"}
+    body = rest(server, auth, user, f"/sessions/{sid}/arena")
+    assert body["tags"] == ["poetry"] and body["flags"] == []
+
+
 async def test_a_start_over_the_stream_bound_is_refused_as_server_busy(
     process_databases, tmp_path, auth
 ) -> None:

@@ -570,6 +570,9 @@ function onEvent(event, data) {
     case "voteRecorded":
     case "voteRetracted":
     case "revealed":
+    case "flagged":
+    case "unflagged":
+    case "tagsSet":
       arena.onEvent(event, data);
       break;
     case "comparisonComplete":
@@ -976,6 +979,7 @@ class Arena {
     this.revealed = true;
     this.vote = null;
     this.busy = false;
+    this.flags = new Set(); // keys of turn 0's answers flagged as naming their model
   }
 
   open(sessionId, { blind, revealed }) {
@@ -984,9 +988,57 @@ class Arena {
     this.revealed = Boolean(revealed) || !this.blind;
     this.vote = null;
     this.busy = false;
+    this.flags = new Set();
     $("arena-status").textContent = "";
+    $("arena-tags").value = "";
     $("share-link").hidden = true;
     this.render();
+    this.load(sessionId);
+  }
+
+  /** The saved vote, flags and tags of a comparison (opened again, or from the history). */
+  async load(sessionId) {
+    try {
+      const state = await (await api(`/sessions/${encodeURIComponent(sessionId)}/arena`)).json();
+      if (this.sessionId !== sessionId) return;
+      const vote = state.votes.find((v) => v.turn === 0);
+      if (vote && this.vote === null) this.vote = vote.winner;
+      for (const flag of state.flags) if (flag.turn === 0) this.flags.add(flag.key);
+      if (!$("arena-tags").value) $("arena-tags").value = state.tags.join(", ");
+      this.revealed = this.revealed || state.revealed;
+      this.render();
+    } catch (err) {
+      if (this.sessionId === sessionId) $("arena-status").textContent = `Could not load the votes: ${err.message}`;
+    }
+  }
+
+  /** A flag button on each column of a blind battle: "this answer names its model". */
+  renderFlags() {
+    for (const column of columns) {
+      if (column.sessionId !== this.sessionId || !column.key) continue;
+      let button = column.el.querySelector("button.flag");
+      if (!button) {
+        button = document.createElement("button");
+        button.type = "button";
+        button.className = "flag";
+        button.title = "This answer names its own model: your vote on this battle will not count";
+        const key = column.key;
+        button.addEventListener("click", () => this.send(this.flags.has(key) ? "unflag" : "flag", { key }));
+        column.el.querySelector(".column-actions").appendChild(button);
+      }
+      const flagged = this.flags.has(column.key);
+      button.hidden = !this.blind || (this.revealed && !flagged);
+      button.disabled = this.revealed; // flags are settled at the reveal
+      button.textContent = flagged ? "Flagged: names its model" : "Names its model";
+      button.setAttribute("aria-pressed", flagged ? "true" : "false");
+      column.el.dataset.flagged = flagged ? "true" : "false";
+    }
+    $("arena-void").hidden = !(this.blind && this.flags.size);
+  }
+
+  saveTags() {
+    const tags = $("arena-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+    this.send("setTags", { tags });
   }
 
   close() {
@@ -1023,6 +1075,7 @@ class Arena {
     }
     $("unvote").disabled = this.vote === null;
     $("reveal").hidden = !this.blind || this.revealed;
+    this.renderFlags();
   }
 
   send(event, extra = {}) {
@@ -1057,6 +1110,14 @@ class Arena {
       }
       $("arena-status").textContent = "Revealed";
       historyList.refresh();
+    } else if (event === "flagged" || event === "unflagged") {
+      if (data.turn === 0 && event === "flagged") this.flags.add(data.key);
+      if (data.turn === 0 && event === "unflagged") this.flags.delete(data.key);
+      $("arena-status").textContent =
+        event === "flagged" ? `Answer ${data.key} flagged: it names its model` : `Flag on answer ${data.key} withdrawn`;
+    } else if (event === "tagsSet") {
+      $("arena-tags").value = data.tags.join(", ");
+      $("arena-status").textContent = data.tags.length ? `Tags: ${data.tags.join(", ")}` : "No tags";
     }
     this.render();
   }
@@ -1089,6 +1150,8 @@ async function showLeaderboard() {
   const params = new URLSearchParams({ scope: $("board-scope").value });
   const tag = $("board-tag").value.trim();
   if (tag) params.set("tag", tag);
+  const since = $("board-since").value; // a local date: from its midnight
+  if (since) params.set("since", new Date(`${since}T00:00`).toISOString());
   $("board-status").textContent = "Loading…";
   try {
     const board = await (await api(`/leaderboard?${params}`)).json();
@@ -1163,6 +1226,10 @@ async function main() {
   $("unvote").addEventListener("click", () => arena.send("unvote"));
   $("reveal").addEventListener("click", () => arena.send("reveal"));
   $("share").addEventListener("click", () => arena.share());
+  $("tags-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    arena.saveTags();
+  });
   $("show-leaderboard").addEventListener("click", showLeaderboard);
   $("board-form").addEventListener("submit", (event) => {
     event.preventDefault();
