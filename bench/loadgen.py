@@ -243,13 +243,22 @@ async def _comparison(
                 f"watcher (watchSession {state}, {got} frames{first}): no comparisonComplete"
             )
     result["end"] = monotonic()
-    frames = _parse(log)
-    result["errors"] = [*stuck, *(d for _, e, d in frames if e == "error")]
+    # Parsed and checked after every stream of the run is done (``_finish``): no JSON is parsed
+    # while other streams are still being timed.
+    result["_log"], result["_watch_log"] = log, watch_log if watcher is not None else None
+    result["_stuck"] = stuck
+    return result
+
+
+def _finish(result: dict[str, Any], expected: list[str]) -> dict[str, Any]:
+    frames = _parse(result.pop("_log"))
+    watch_log = result.pop("_watch_log")
+    result["errors"] = [*result.pop("_stuck"), *(d for _, e, d in frames if e == "error")]
     result["created"] = next((t for t, e, _ in frames if e == "sessionCreated"), None)
     result["session"] = next((d["sessionId"] for _, e, d in frames if e == "sessionCreated"), None)
     result["done"] = next((d["status"] for _, e, d in frames if e == "comparisonComplete"), None)
     result["models"] = _check_stream(frames, expected, {})
-    if watcher is not None:
+    if watch_log is not None:
         wframes = _parse(watch_log)
         snap = next((d for _, e, d in wframes if e == "sessionSnapshot"), None)
         starts: dict[str, int] = {}
@@ -302,16 +311,17 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
         for k, o in zip(keys, opened, strict=True)
         if not isinstance(o, BaseException)
     ]
-    results = []
+    results: list[dict[str, Any]] = []
     # On timeout keep what finished: the unfinished comparisons are reported, not the whole run lost.
     done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
+    cfg["cpu1"] = time.process_time()
     for task in pending:
         task.cancel()
     if pending:
         failures.append(f"{len(pending)} sockets unfinished after {cfg['timeout']:.0f}s")
     for task in done:
         try:
-            results.extend(task.result())
+            results.extend(_finish(r, expected) for r in task.result())
         except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
     return {"comparisons": results, "failures": failures}
@@ -347,6 +357,7 @@ def main() -> None:
         uvloop.install()
     runner = _idle if cfg.get("mode") == "idle" else _stream
     result = asyncio.run(runner(cfg))
+    result["cpu_s"] = cfg.get("cpu1", 0.0) - cfg.get("cpu0", 0.0)
     Path(cfg["out"]).write_text(json.dumps(result))
 
 
