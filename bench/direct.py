@@ -144,11 +144,15 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     cfg = json.loads(Path(sys.argv[1]).read_text())
+    Path(cfg["out"]).write_text(json.dumps(job(cfg)))
+
+
+def job(cfg: dict[str, Any]) -> dict[str, Any]:
     # Plain asyncio: what a developer calling the SDKs gets (the labelled SDK reference; the lean
     # baseline, bench/lean.py, has the server's loop set-up).
     result = asyncio.run(_run(cfg))
     result["cpu_s"] = cfg.get("cpu1", 0.0) - cfg.get("cpu0", 0.0)
-    Path(cfg["out"]).write_text(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ async def _upstream(host: str, port: int, path: str, body: dict[str, Any]) -> An
     return reader, writer
 
 
-async def _relay(ws: ServerConnection, up: tuple[str, int], model: str, prompt: str) -> None:
+async def _relay(
+    ws: ServerConnection, up: tuple[str, int], session: str, model: str, prompt: str
+) -> None:
     if model == ANTHROPIC_MODEL:
         path = "/v1/messages"
         body: dict[str, Any] = {
@@ -85,7 +87,12 @@ async def _relay(ws: ServerConnection, up: tuple[str, int], model: str, prompt: 
                     dumps(
                         {
                             "event": "modelChunk",
-                            "data": {"model": model, "index": index, "chunk": text},
+                            "data": {
+                                "sessionId": session,
+                                "model": model,
+                                "index": index,
+                                "chunk": text,
+                            },
                         }
                     )
                 )
@@ -106,7 +113,7 @@ async def _socket(ws: ServerConnection, up: tuple[str, int]) -> None:
         await ws.send(dumps({"event": "sessionCreated", "data": {"sessionId": session}}))
         prompt = data["prompt"]
         outcome = await asyncio.gather(
-            *(_relay(ws, up, m["model"], prompt) for m in data["models"]),
+            *(_relay(ws, up, session, m["model"], prompt) for m in data["models"]),
             return_exceptions=True,
         )
         failed = [repr(o) for o in outcome if isinstance(o, BaseException)]

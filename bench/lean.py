@@ -104,18 +104,25 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"comparisons": results, "failures": failures}
 
 
+def job(cfg: dict[str, Any]) -> dict[str, Any]:
+    from django.conf import settings
+
+    if not settings.configured:
+        os.environ.update(cfg["env"])
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
+        import django
+        import uvloop
+
+        django.setup()
+        uvloop.install()
+    result = asyncio.run(_run(cfg))
+    result["cpu_s"] = cfg.get("cpu1", 0.0) - cfg.get("cpu0", 0.0)
+    return result
+
+
 def main() -> None:
     cfg = json.loads(Path(sys.argv[1]).read_text())
-    os.environ.update(cfg["env"])
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
-    import django
-    import uvloop
-
-    django.setup()
-    uvloop.install()
-    result = asyncio.run(_run(cfg))
-    result["cpu_s"] = cfg["cpu1"] - cfg["cpu0"]
-    Path(cfg["out"]).write_text(json.dumps(result))
+    Path(cfg["out"]).write_text(json.dumps(job(cfg)))
 
 
 if __name__ == "__main__":

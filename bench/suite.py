@@ -27,8 +27,11 @@ machine's total busy CPU (to state what else ran).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import random
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,7 +39,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import stats
-from bench.common import PY, VENDOR_OF_MODEL, Child, free_port, http_json, wait_http
+from bench.common import (
+    PY,
+    ROOT,
+    VENDOR_OF_MODEL,
+    Child,
+    _raise_nofile,
+    free_port,
+    http_json,
+    wait_http,
+)
 
 if TYPE_CHECKING:
     from bench.__main__ import Bench, Case
@@ -95,6 +107,8 @@ class Run:
     window: float = math.nan  # first request .. last chunk (s)
     busy_cores: float = math.nan  # the whole machine's busy CPU over the run, in cores
     multi: bool = False  # two client processes
+    steal_cores: float = math.nan
+    other_cores: float = math.nan
 
     def us_per_chunk(self, role: str) -> float:
         return (
@@ -112,7 +126,7 @@ class Run:
         return [
             role
             for role in self.cpu
-            if role != "others" and not math.isnan(self.load(role)) and self.load(role) >= SATURATED
+            if not math.isnan(self.load(role)) and self.load(role) >= SATURATED
         ]
 
     @property
@@ -145,7 +159,78 @@ def _busy() -> float:
     import psutil
 
     t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+    # guest time is already in user; steal (the hypervisor's other tenants) is reported apart.
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+def _steal() -> float:
+    import psutil
+
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+
+
+class Pool:
+    """The persistent client workers (``bench.jobs``), one process per (module, index)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[tuple[str, int], tuple[subprocess.Popen[bytes], Path]] = {}
+        self.count: dict[tuple[str, int], int] = {}
+
+    def worker(self, module: str, index: int) -> tuple[subprocess.Popen[bytes], Path]:
+        key = (module, index)
+        if key not in self.procs:
+            jobs = self.logs / f"jobs-{module}-{index}"
+            jobs.mkdir()
+            with (self.logs / f"jobs-{module}-{index}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [PY, "-m", "bench.jobs", module, str(jobs)],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_raise_nofile,
+                )
+            self.procs[key] = (proc, jobs)
+            self.count[key] = 0
+        return self.procs[key]
+
+    def submit(self, module: str, index: int, cfg: dict[str, Any]) -> Path:
+        _, jobs = self.worker(module, index)
+        k = self.count[(module, index)]
+        self.count[(module, index)] = k + 1
+        out = jobs / f"{k}.result.json"
+        staged = jobs / f"{k}.staged"
+        staged.write_text(json.dumps({**cfg, "out": str(out)}))
+        staged.rename(jobs / f"{k}.json")
+        return out
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc, _ in self.procs.values())
+
+    def collect(self, outs: list[Path], timeout: float) -> dict[str, Any]:
+        merged: dict[str, Any] = {"comparisons": [], "failures": [], "cpu_s": 0.0}
+        deadline = time.monotonic() + timeout
+        for out in outs:
+            while not out.exists() and time.monotonic() < deadline and self.alive():
+                time.sleep(0.02)
+            if not out.exists():
+                merged["failures"].append(f"worker gave no result: {out.parent.name}")
+                continue
+            data = json.loads(out.read_text())
+            merged["comparisons"] += data["comparisons"]
+            merged["failures"] += data["failures"]
+            merged["cpu_s"] += data.get("cpu_s", 0.0)
+        return merged
+
+    def close(self) -> None:
+        for _proc, jobs in self.procs.values():
+            (jobs / "stop").write_text("1")
+        for proc, _ in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
 class Suite:
@@ -172,6 +257,7 @@ class Suite:
         self.children: list[Child] = []
         self.urls: dict[str, str] = {}
         self.pids: dict[str, list[int]] = {}
+        self.pool = Pool(bench.logs)
 
     # --- processes --------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,6 +271,13 @@ class Suite:
         if bench.db is None:
             bench.db = self.database()
             bench.migrate()
+        # The client workers import Django and the SDKs while the server starts.
+        for module in ("bench.loadgen", "bench.lean", "bench.direct"):
+            self.pool.worker(module, 0)
+        if not self.quick:
+            self.pool.worker("bench.loadgen", 1)
+        if self.litellm:
+            self.pool.worker("bench.peer", 0)
         upstream = next(c for c in bench.children if c.name == "upstream")
         self.pids["upstream"] = [upstream.pid]
         server, url = bench.start_server("daphne", "memory", "suite-daphne")
@@ -217,6 +310,7 @@ class Suite:
         bench.run_case(warm, (self.urls["floor"], None), [])
 
     def stop(self) -> None:
+        self.pool.close()
         for child in self.children:
             self.bench.stop(child)
         self.children.clear()
@@ -263,11 +357,11 @@ class Suite:
             base |= {"upstream": bench.upstream_url}
             if v.module == "bench.lean":
                 base["env"] = bench.server_env("memory")
-        workers = bench.workers(v.module, case, base, tag)
-        deadline = time.monotonic() + 90
-        ready = [Path(str(out) + ".ready") for _, out, _ in workers]
+        outs = self.submit(v.module, case, base, tag)
+        deadline = time.monotonic() + 120
+        ready = [Path(str(out) + ".ready") for out in outs]
         while time.monotonic() < deadline and not all(r.exists() for r in ready):
-            if any(proc.poll() is not None for proc, _, _ in workers):
+            if not self.pool.alive():
                 break
             time.sleep(0.01)
         roles = {"upstream": self.pids["upstream"]}
@@ -279,19 +373,21 @@ class Suite:
         staged.rename(go)
         time.sleep(max(0.0, start_at - time.monotonic()))
         cpu0 = {role: _cpu(pids) for role, pids in roles.items()}
-        busy0 = _busy()
-        data = bench.collect(workers, timeout + 30)
-        busy1 = _busy()
+        busy0, steal0 = _busy(), _steal()
+        data = self.pool.collect(outs, timeout + 30)
+        busy1, steal1 = _busy(), _steal()
         end = time.monotonic()
-        out = Run(variant, level.name, rep, streams=n * 2, multi=len(workers) > 1)
+        out = Run(variant, level.name, rep, streams=n * 2, multi=len(outs) > 1)
         out.cpu = {role: _cpu(pids) - cpu0[role] for role, pids in roles.items()}
         out.cpu["relay" if v.relay == "worker" else "clients"] = data.get("cpu_s", 0.0)
         records = http_json(f"{bench.upstream_url}/_bench/requests?tag_prefix={tag}-")
         last = self.analyse(out, case, data, records, tag)
         out.window = max(1e-3, (last or end) - start_at)
-        out.busy_cores = (busy1 - busy0) / (end - start_at)
-        ours = sum(out.cpu.values())
-        out.cpu["others"] = max(0.0, busy1 - busy0 - ours)
+        wall = end - start_at
+        out.busy_cores = (busy1 - busy0) / wall
+        out.steal_cores = (steal1 - steal0) / wall
+        # Busy CPU that none of the benchmark's processes used, over the same wall time.
+        out.other_cores = max(0.0, busy1 - busy0 - sum(out.cpu.values())) / wall
         return out
 
     def analyse(
@@ -342,6 +438,32 @@ class Suite:
         if missing:
             out.problems.append(f"{missing} comparisons missing")
         return last
+
+    def submit(self, module: str, case: Case, base: dict[str, Any], tag: str) -> list[Path]:
+        """The run's configurations to the persistent workers (as ``Bench.workers`` builds
+        them: same tokens, same seeded start slots), two load generators above 60 comparisons."""
+        n = case.comparisons
+        loadgen = module == "bench.loadgen"
+        procs = 2 if loadgen and n > 60 else 1
+        tokens = self.bench.tokens(case, tag) if loadgen else {str(i): "" for i in range(n)}
+        rng = random.Random(n)
+        slot = {str(i): rng.random() if n > 1 else 0.0 for i in range(n)}
+        outs = []
+        for p in range(procs):
+            mine = {k: v for k, v in tokens.items() if int(k) % procs == p}
+            cfg = {
+                **base,
+                "name": f"{tag}-w{p}",
+                "tokens": mine,
+                "slot": {k: slot[k] for k in mine},
+                "tag_prefix": tag,
+                "deltas": case.deltas,
+                "delta_bytes": 16,
+                "scenario": case.scenario,
+                "repeat": case.repeat,
+            }
+            outs.append(self.pool.submit(module, p, cfg))
+        return outs
 
     # --- driver -----------------------------------------------------------------------------
     def execute(self) -> None:
@@ -456,7 +578,7 @@ class Report:
                     for role in ("relay", "clients", "upstream")
                 )
                 busiest = max(
-                    (r.load(role) for r in runs for role in r.cpu if role != "others"),
+                    (r.load(role) for r in runs for role in r.cpu),
                     default=math.nan,
                 )
                 sat = sum(1 for r in runs if r.saturated)
@@ -595,15 +717,17 @@ class Report:
 
     def load(self) -> str:
         runs = self.suite.runs
-        others = sorted(r.cpu.get("others", math.nan) / r.window for r in runs if r.window)
-        busy = sorted(r.busy_cores for r in runs)
         if not runs:
             return ""
+        busy = [r.busy_cores for r in runs]
+        others = [r.other_cores for r in runs]
+        steal = [r.steal_cores for r in runs]
         return (
-            f"Machine load during the runs (2 cores = 2.0): whole machine busy median "
-            f"{_f(_med(busy))}, max {_f(max(busy))} cores; processes that are not part of the "
-            f"benchmark used a median {_f(_med(others))}, max {_f(max(others))} cores "
-            f"(busy CPU minus the benchmark's own processes, per run)."
+            f"Machine load during the runs (in cores; the machine has {os.cpu_count()}): busy "
+            f"median {_f(_med(busy))}, max {_f(max(busy))}; of it, processes that are not part of "
+            f"the benchmark (other engineers' work) median {_f(_med(others))}, max "
+            f"{_f(max(others))}; CPU stolen by the hypervisor median {_f(_med(steal))}, max "
+            f"{_f(max(steal))} (per run, over the run's wall time)."
         )
 
     def render(self, seconds: float) -> list[str]:
