@@ -514,6 +514,7 @@ class Bench:
             result.cpu_s = cpu1 - cpu0
             result.rss = sampler.peak / 2**20
         records = http_json(f"{self.upstream_url}/_bench/requests?tag_prefix={tag}-")
+        http_json(f"{self.upstream_url}/_bench/reset", {})  # each case starts with an empty record
         if counters is not None and self.db is not None:
             # PostgreSQL backends report statistics up to a second late (at exit or when idle):
             # read until two readings 0.5 s apart agree.

@@ -400,7 +400,7 @@ class Suite:
         self, out: Run, case: Any, data: dict[str, Any], records: list[dict[str, Any]], tag: str
     ) -> float:
         upstream = {(r["tag"], r["vendor"]): r for r in records}
-        out.phases = {"to_upstream": [], "upstream": [], "back": []}
+        out.phases = {"to_upstream": [], "upstream": [], "back": [], "created": []}
         out.problems = list(data["failures"])[:3]
         seen = set()
         last = 0.0
@@ -439,6 +439,8 @@ class Suite:
             out.phases["to_upstream"].append(to_up)
             out.phases["upstream"].append(up)
             out.phases["back"].append(back)
+            created = cmp.get("created")  # the relays' sessionCreated, received
+            out.phases["created"].append([(created - cmp["sent"]) * 1000] if created else [])
         missing = case.total - len(seen)
         out.lost += missing * 2 * case.deltas
         if missing:
@@ -630,8 +632,9 @@ class Report:
             return []
         lines = [
             "| variant | request → upstream has the request | upstream: request → delta 0 written "
-            "| delta 0 written → client has it | total request→1st chunk |",
-            "|---|---|---|---|---|",
+            "| delta 0 written → client has it | total request→1st chunk (n) "
+            "| request → `sessionCreated` received |",
+            "|---|---|---|---|---|---|",
         ]
         for v in self.suite.variants(Level("ttft", 1, 1, 1, None)):
             runs = self.runs(level, v)
@@ -646,8 +649,14 @@ class Report:
                 else:
                     d = stats.difference(mine, _phase(lean, name), 50)
                     cells.append(f"{_f(value)} (Δ {d.fmt()})")
-            total = stats.quantile(stats.flat(_pool(runs, "ttft")), 50)
-            lines.append(f"| {VARIANTS[v].label} | " + " | ".join(cells) + f" | {_f(total)} |")
+            ttft = stats.flat(_pool(runs, "ttft"))
+            created = stats.flat(_phase(runs, "created"))
+            lines.append(
+                f"| {VARIANTS[v].label} | "
+                + " | ".join(cells)
+                + f" | {_f(stats.quantile(ttft, 50))} ({ttft.size}) "
+                + f"| {_f(stats.quantile(created, 50)) if created.size else '—'} |"
+            )
         return lines
 
     # --- targets ----------------------------------------------------------------------------
