@@ -10,7 +10,7 @@ interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,40 +46,75 @@ def quantile(values: np.ndarray, q: float) -> float:
     """Nearest-rank percentile (q in 0..100), as ``bench.common.pct``."""
     if values.size == 0:
         return math.nan
-    ordered = np.sort(values)
-    rank = max(1, math.ceil(q / 100 * ordered.size))
-    return float(ordered[min(rank, ordered.size) - 1])
+    rank = min(max(1, math.ceil(q / 100 * values.size)), values.size) - 1
+    # A partial sort: the bootstrap calls this thousands of times on tens of thousands of values.
+    return float(np.partition(values, rank)[rank])
 
 
-def _resample(clusters: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    picks = rng.integers(0, len(clusters), len(clusters))
-    return np.concatenate([clusters[i] for i in picks])
+class _Sample:
+    """Clusters flattened and sorted once; a bootstrap resample is a weight per cluster (how many
+    times it was drawn), so a resampled percentile is a cumulative sum and a search, with no
+    concatenation or sort per resample."""
 
+    def __init__(self, clusters: Clusters) -> None:
+        arrays = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+        self.k = len(arrays)
+        if not arrays:
+            self.values = np.empty(0)
+            self.ids = np.empty(0, dtype=int)
+            return
+        values = np.concatenate(arrays)
+        ids = np.concatenate([np.full(a.size, i) for i, a in enumerate(arrays)])
+        order = np.argsort(values, kind="stable")
+        self.values, self.ids = values[order], ids[order]
 
-def _prepare(clusters: Clusters) -> list[np.ndarray]:
-    return [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    def __bool__(self) -> bool:
+        return self.k > 0
+
+    def quantile(self, q: float, counts: np.ndarray | None = None) -> float:
+        if counts is None:
+            return quantile(self.values, q)
+        cumulative = np.cumsum(counts[self.ids])
+        total = int(cumulative[-1])
+        if total == 0:
+            return math.nan
+        rank = min(max(1, math.ceil(q / 100 * total)), total)
+        return float(self.values[np.searchsorted(cumulative, rank)])
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return np.bincount(rng.integers(0, self.k, self.k), minlength=self.k)
 
 
 def difference(a: Clusters, b: Clusters, q: float, seed: int = 1) -> Estimate:
     """Percentile ``q`` of ``a`` minus that of ``b``, with a cluster-bootstrap 95 % interval."""
-    return _joint(a, b, lambda x, y: quantile(x, q) - quantile(y, q), seed)
+    sa, sb = _Sample(a), _Sample(b)
+    if not sa or not sb:
+        return Estimate(math.nan)
+    value = sa.quantile(q) - sb.quantile(q)
+    rng = np.random.default_rng(seed)
+    draws = np.array(
+        [sa.quantile(q, sa.draw(rng)) - sb.quantile(q, sb.draw(rng)) for _ in range(RESAMPLES)]
+    )
+    return Estimate(value, *_interval(draws))
 
 
 def ratio_of_differences(
     a: Clusters, b: Clusters, base: Clusters, q: float = 50, seed: int = 1
 ) -> Estimate:
     """(q(a) - q(base)) / (q(b) - q(base)): how many times ``a``'s overhead is ``b``'s."""
-    prepared = [_prepare(a), _prepare(b), _prepare(base)]
-    if not all(prepared):
+    samples = [_Sample(a), _Sample(b), _Sample(base)]
+    if not all(samples):
         return Estimate(math.nan)
 
-    def stat(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
-        below = quantile(y, q) - quantile(z, q)
-        return (quantile(x, q) - quantile(z, q)) / below if below > 0 else math.inf
+    def stat(x: float, y: float, z: float) -> float:
+        below = y - z
+        return (x - z) / below if below > 0 else math.inf
 
-    value = stat(*(np.concatenate(p) for p in prepared))
+    value = stat(*(s.quantile(q) for s in samples))
     rng = np.random.default_rng(seed)
-    draws = np.array([stat(*(_resample(p, rng) for p in prepared)) for _ in range(RESAMPLES)])
+    draws = np.array(
+        [stat(*(s.quantile(q, s.draw(rng)) for s in samples)) for _ in range(RESAMPLES)]
+    )
     return Estimate(value, *_interval(draws))
 
 
@@ -89,18 +124,6 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     low, high = np.percentile(finite, [2.5, 97.5])
     return float(low), float(high)
-
-
-def _joint(
-    a: Clusters, b: Clusters, stat: Callable[[np.ndarray, np.ndarray], float], seed: int
-) -> Estimate:
-    pa, pb = _prepare(a), _prepare(b)
-    if not pa or not pb:
-        return Estimate(math.nan)
-    value = stat(np.concatenate(pa), np.concatenate(pb))
-    rng = np.random.default_rng(seed)
-    draws = np.array([stat(_resample(pa, rng), _resample(pb, rng)) for _ in range(RESAMPLES)])
-    return Estimate(value, *_interval(draws))
 
 
 def ratio_of_medians(a: Sequence[float], b: Sequence[float], seed: int = 1) -> Estimate:

@@ -27,6 +27,7 @@ machine's total busy CPU (to state what else ran).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -512,6 +513,11 @@ class Suite:
                         )
         finally:
             self.stop()
+            # Every run's samples, for a second look at a run without running it again.
+            with contextlib.suppress(OSError, TypeError):
+                (self.bench.logs / "suite-runs.json").write_text(
+                    json.dumps([dataclasses.asdict(r) for r in self.runs])
+                )
 
 
 # --- report -----------------------------------------------------------------------------------
