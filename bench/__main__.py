@@ -1,6 +1,9 @@
-"""``python -m bench [--quick] [--cases ...] [--out docs/benchmarks.md]``: the relay benchmark.
+"""``python -m bench [--quick] [--reps N] [--cases ...] [--out docs/benchmarks.md]``: the relay
+benchmark.
 
-Processes: the fake upstream (paced scripted deltas, records write times), the real server
+First the interleaved comparison (``bench/suite.py``: the server beside lean direct, the floor
+relay, the SDKs and LiteLLM, repeated, with intervals; ``--cases suite`` runs only it), then the
+single-run cases of :func:`matrix`. Processes of the single-run cases: the fake upstream (paced scripted deltas, records write times), the real server
 (``manage.py serve`` = daphne, or uvicorn; ``DJANGO_DEBUG=0``, PostgreSQL, in-memory or Redis
 channel layer), load-generator processes (``bench.loadgen``), the direct-SDK baseline
 (``bench.direct``) and LiteLLM's proxy with an SSE client (``bench.peer``). See
