@@ -947,8 +947,6 @@ def targets(results: list[Result], rows: list[Added]) -> list[str]:
             f"chunk p50: ours {ms(pct(ours.result.start_first, 50))} ms over WebSocket, LiteLLM "
             f"{ms(pct(p.result.start_first, 50))} ms over SSE)."
         )
-    if not peers:
-        lines.append("- TTFT overhead ≥ 5x lower than LiteLLM's: **not measured** in this run.")
     for r in results:
         if r.case.kind == "idle":
             lines.append(
