@@ -702,7 +702,11 @@ class Report:
                     f"at a time, {n} streams): {verdict(None if sat else d.value <= 1)} — "
                     f"{d.fmt(' ms')}"
                     + (f" ({len(sat)} saturated runs at this level)" if sat else "")
-                    + ("; where the time goes: the first-token timeline above." if d.value > 1 else ".")
+                    + (
+                        "; where the time goes: the first-token timeline above."
+                        if d.value > 1
+                        else "."
+                    )
                 )
         for v in ("ws", "sio"):
             if not self.runs(top, v):
