@@ -1,6 +1,9 @@
-"""``python -m bench [--quick] [--cases ...] [--out docs/benchmarks.md]``: the relay benchmark.
+"""``python -m bench [--quick] [--reps N] [--cases ...] [--out docs/benchmarks.md]``: the relay
+benchmark.
 
-Processes: the fake upstream (paced scripted deltas, records write times), the real server
+First the interleaved comparison (``bench/suite.py``: the server beside lean direct, the floor
+relay, the SDKs and LiteLLM, repeated, with intervals; ``--cases suite`` runs only it), then the
+single-run cases of :func:`matrix`. Processes of the single-run cases: the fake upstream (paced scripted deltas, records write times), the real server
 (``manage.py serve`` = daphne, or uvicorn; ``DJANGO_DEBUG=0``, PostgreSQL, in-memory or Redis
 channel layer), load-generator processes (``bench.loadgen``), the direct-SDK baseline
 (``bench.direct``) and LiteLLM's proxy with an SSE client (``bench.peer``). See
@@ -44,6 +47,7 @@ from bench.common import (
     wait_http,
 )
 from bench.modes import extra_modes, run_extra_mode
+from bench.suite import Report, Suite
 
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 # As shipped. Before commit a0dfdd6 the server's Redis layer read with redis-py 8's default 5 s
@@ -124,28 +128,25 @@ def _case(name: str, kind: str, n: int, **options: Any) -> Case:
 
 
 def matrix(quick: bool, litellm: bool) -> list[Case]:
+    """The single-run cases beside the interleaved comparison (bench/suite.py), which measures
+    the server against the baselines (lean direct, floor, SDK, LiteLLM) at 1, 50 and 200 streams
+    on both transports. Kept here: what the comparison does not cover (400 streams, dense
+    chunks, database writes, Redis with watchers, uvicorn, a slow reader, idle sockets)."""
     if quick:
-        levels = [1, 50]
-        cases = [_case(f"direct-{n}", "direct", n) for n in levels]
-        cases += [_case(f"daphne-mem-{n}", "relay", n) for n in levels]
-        return cases
+        return []
     levels = [1, 50, 200, 400]
-    cases = [_case(f"direct-{n}", "direct", n) for n in levels]
-    cases += [_case(f"daphne-mem-{n}", "relay", n) for n in levels]
+    # daphne-mem-50 is here for the database-writes comparison with daphne-mem-dense-50.
+    cases = [_case(f"daphne-mem-{n}", "relay", n) for n in (50, 400)]
     # Right after daphne-mem-50 (same server, same streams): the two differ only in chunks per
     # second, and PostgreSQL's late statistics from the 200/400 cases cannot leak into it.
     cases.insert(
-        len(cases) - 2,
+        len(cases) - 1,
         Case("daphne-mem-dense-50", "relay", 50, scenario="dense", deltas=256, rate=80.0),
     )
     cases += [
         _case(f"daphne-redis-watch-{n}", "relay", n, layer="redis", watch=True) for n in levels
     ]
-    # Socket.IO on the same server as daphne-mem-N (its pre-encoded path; docs/protocol.md).
-    cases += [Case(f"daphne-mem-sio-{n}", "relay", n, transport="sio") for n in (50, 200)]
-    cases += [_case(f"uvicorn-mem-{n}", "relay", n, server="uvicorn") for n in levels]
-    if litellm:
-        cases += [_case(f"litellm-{n}", "litellm", n) for n in (1, 50)]
+    cases += [_case(f"uvicorn-mem-{n}", "relay", n, server="uvicorn") for n in (50, 400)]
     # The same 100 comparisons as daphne-mem-200, beside one socket that never reads; right
     # before on the same server, the same without it (the normal clients' p99 is compared).
     cases += [Case("daphne-mem-slowreader-200-off", "relay", 200)]
@@ -453,7 +454,7 @@ class Bench:
         return out
 
     def collect(self, workers: list[Any], timeout: float) -> dict[str, Any]:
-        merged: dict[str, Any] = {"comparisons": [], "failures": []}
+        merged: dict[str, Any] = {"comparisons": [], "failures": [], "cpu_s": 0.0}
         deadline = time.monotonic() + timeout
         for proc, out_path, log_path in workers:
             try:
@@ -465,6 +466,7 @@ class Bench:
                 data = json.loads(out_path.read_text())
                 merged["comparisons"] += data["comparisons"]
                 merged["failures"] += data["failures"]
+                merged["cpu_s"] += data.get("cpu_s", 0.0)  # the workers' own, timed part only
             else:
                 tail = log_path.read_text(errors="replace")[-800:]
                 merged["failures"].append(f"worker failed: {tail}")
@@ -529,6 +531,7 @@ class Bench:
             result.cpu_s = cpu1 - cpu0
             result.rss = sampler.peak / 2**20
         records = http_json(f"{self.upstream_url}/_bench/requests?tag_prefix={tag}-")
+        http_json(f"{self.upstream_url}/_bench/reset", {})  # each case starts with an empty record
         if counters is not None and self.db is not None:
             # PostgreSQL backends report statistics up to a second late (at exit or when idle):
             # read until two readings 0.5 s apart agree.
@@ -688,9 +691,21 @@ class Bench:
             f"      model: gemini/{GOOGLE_MODEL}\n"
             f"      api_base: {self.upstream_url}/v1beta\n"
             "      api_key: x\n"
+            # As LiteLLM's own load-test guide and production checklist configure it: no
+            # callbacks, no retries, no message or spend logging (the peer warms it up first).
             "litellm_settings:\n"
             "  drop_params: true\n"
             "  turn_off_message_logging: true\n"
+            "  num_retries: 0\n"
+            "  callbacks: []\n"
+            "  success_callback: []\n"
+            "  failure_callback: []\n"
+            "  set_verbose: false\n"
+            "router_settings:\n"
+            "  num_retries: 0\n"
+            "general_settings:\n"
+            "  disable_spend_logs: true\n"
+            "  disable_error_logs: true\n"
         )
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
@@ -723,8 +738,9 @@ class Bench:
     # --- driver -----------------------------------------------------------------------------------
     def run(self, cases: list[Case]) -> list[Result]:
         results: list[Result] = []
-        self.start_upstream()
-        if any(c.kind in ("relay", "idle") for c in cases):
+        if not self.upstream_url:  # the interleaved suite (bench/suite.py) may have started it
+            self.start_upstream()
+        if self.db is None and any(c.kind in ("relay", "idle") for c in cases):
             self.db = Database()
             self.migrate()
         current: tuple[Any, ...] | None = None
@@ -964,8 +980,6 @@ def targets(results: list[Result], rows: list[Added]) -> list[str]:
             f"chunk p50: ours {ms(pct(ours.result.start_first, 50))} ms over WebSocket, LiteLLM "
             f"{ms(pct(p.result.start_first, 50))} ms over SSE)."
         )
-    if not peers:
-        lines.append("- TTFT overhead ≥ 5x lower than LiteLLM's: **not measured** in this run.")
     for r in results:
         if r.case.kind == "idle":
             lines.append(
@@ -1059,6 +1073,15 @@ def render(results: list[Result], command: str, info: dict[str, str], seconds: f
     return "\n".join(lines)
 
 
+def suite_section(table: str, suite: list[str], others: bool) -> str:
+    """The interleaved comparison first (under the machine line), then the single-run cases."""
+    head, _, rest = table.partition("\n\n")
+    out = [head, "", *suite]
+    if others:
+        out += ["", "Single-run cases (one run each, no baseline in the same run):", "", rest]
+    return "\n".join(out)
+
+
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 
 
@@ -1087,23 +1110,44 @@ def main() -> None:
         help="extra environment for the server processes (e.g. DATABASE_CONN_MAX_AGE=60)",
     )
     extra_modes(parser)
+    parser.add_argument(
+        "--reps",
+        type=int,
+        help="repetitions of the interleaved comparison (default 5; 3 with --quick)",
+    )
     args = parser.parse_args()
     if run_extra_mode(args):
         return
     litellm = not args.no_litellm and (Path(PY).parent / "litellm").exists()
     cases = matrix(args.quick, litellm)
+    run_suite = True
     if args.cases:
         every = matrix(False, litellm)
         cases = [c for c in every if any(c.name.startswith(p) for p in args.cases)]
+        run_suite = "suite" in args.cases
     bench = Bench(args)
     started = time.monotonic()
     print(f"[bench] logs in {bench.logs}", flush=True)
+    suite = Suite(
+        bench,
+        quick=args.quick,
+        reps=args.reps or (3 if args.quick else 5),
+        litellm=litellm,
+        case=Case,
+        database=Database,
+        litellm_key=LITELLM_KEY,
+    )
     try:
-        results = bench.run(cases)
+        if run_suite:
+            suite.execute()
+        results = bench.run(cases) if cases else []
     finally:
         bench.close()
     command = "make bench" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else "")
-    table = render(results, command, machine(), time.monotonic() - started)
+    seconds = time.monotonic() - started
+    table = render(results, command, machine(), seconds)
+    if run_suite:
+        table = suite_section(table, Report(suite).render(seconds), bool(results))
     if not litellm and not args.quick:
         table += "\n\nLiteLLM: not run (the `litellm` proxy is not installed in this environment)."
     print(table)

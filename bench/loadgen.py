@@ -123,6 +123,7 @@ async def _read_until_complete(
             decoded = wire.decode(raw)
             assert decoded is not None
             on_created(decoded[1]["sessionId"])
+            on_created = None
         elif wire.is_end(raw):
             return
 
@@ -226,7 +227,8 @@ async def _comparison(
     limit = max(1.0, cfg["deadline"] - 5 - monotonic())
     try:
         async with asyncio.timeout(limit):
-            await _read_until_complete(ws, log, created)
+            # Only a watched run decodes a frame while timing (its first chunk, once).
+            await _read_until_complete(ws, log, created if watcher is not None else None)
     except TimeoutError:
         stuck.append("starting socket: no comparisonComplete")
     except ConnectionClosed as exc:  # kept: its chunks so far are checked, the rest are lost
@@ -249,13 +251,22 @@ async def _comparison(
                 f"watcher (watchSession {state}, {got} frames{first}): no comparisonComplete"
             )
     result["end"] = monotonic()
-    frames = _parse(log)
-    result["errors"] = [*stuck, *(d for _, e, d in frames if e == "error")]
+    # Parsed and checked after every stream of the run is done (``_finish``): no JSON is parsed
+    # while other streams are still being timed.
+    result["_log"], result["_watch_log"] = log, watch_log if watcher is not None else None
+    result["_stuck"] = stuck
+    return result
+
+
+def _finish(result: dict[str, Any], expected: list[str]) -> dict[str, Any]:
+    frames = _parse(result.pop("_log"))
+    watch_log = result.pop("_watch_log")
+    result["errors"] = [*result.pop("_stuck"), *(d for _, e, d in frames if e == "error")]
     result["created"] = next((t for t, e, _ in frames if e == "sessionCreated"), None)
     result["session"] = next((d["sessionId"] for _, e, d in frames if e == "sessionCreated"), None)
     result["done"] = next((d["status"] for _, e, d in frames if e == "comparisonComplete"), None)
     result["models"] = _check_stream(frames, expected, {})
-    if watcher is not None:
+    if watch_log is not None:
         wframes = _parse(watch_log)
         snap = next((d for _, e, d in wframes if e == "sessionSnapshot"), None)
         starts: dict[str, int] = {}
@@ -310,16 +321,17 @@ async def _stream(cfg: dict[str, Any]) -> dict[str, Any]:
         for k, o in zip(keys, opened, strict=True)
         if not isinstance(o, BaseException)
     ]
-    results = []
+    results: list[dict[str, Any]] = []
     # On timeout keep what finished: the unfinished comparisons are reported, not the whole run lost.
     done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
+    cfg["cpu1"] = time.process_time()
     for task in pending:
         task.cancel()
     if pending:
         failures.append(f"{len(pending)} sockets unfinished after {cfg['timeout']:.0f}s")
     for task in done:
         try:
-            results.extend(task.result())
+            results.extend(_finish(r, expected) for r in task.result())
         except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
     return {"comparisons": results, "failures": failures}
@@ -345,9 +357,8 @@ async def _idle(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"open": len(sockets), "failures": failures[:5], "failed": len(failures)}
 
 
-def main() -> None:
+def job(cfg: dict[str, Any]) -> dict[str, Any]:
     global wire
-    cfg = json.loads(Path(sys.argv[1]).read_text())
     wire = WIRES[cfg.get("transport", "ws")]
     with contextlib.suppress(ImportError):
         import uvloop
@@ -355,7 +366,13 @@ def main() -> None:
         uvloop.install()
     runner = _idle if cfg.get("mode") == "idle" else _stream
     result = asyncio.run(runner(cfg))
-    Path(cfg["out"]).write_text(json.dumps(result))
+    result["cpu_s"] = cfg.get("cpu1", 0.0) - cfg.get("cpu0", 0.0)
+    return result
+
+
+def main() -> None:
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    Path(cfg["out"]).write_text(json.dumps(job(cfg)))
 
 
 if __name__ == "__main__":

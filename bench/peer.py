@@ -26,6 +26,8 @@ ALIASES = {GOOGLE_MODEL: "bench-gemini", ANTHROPIC_MODEL: "bench-claude"}
 async def _stream(
     client: httpx.AsyncClient, url: str, alias: str, prompt: str, sink: list[Any]
 ) -> None:
+    """Record every ``data:`` line raw with its receive time; parsed after the run (``_texts``),
+    so no JSON is parsed while other streams are being timed."""
     body = {"model": alias, "stream": True, "messages": [{"role": "user", "content": prompt}]}
     async with client.stream("POST", url, json=body) as response:
         if response.status_code != 200:
@@ -33,26 +35,35 @@ async def _stream(
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
-            now = monotonic()
-            payload = line[6:]
-            if payload == "[DONE]":
+            if line == "data: [DONE]":
                 return
-            data = json.loads(payload)
-            for choice in data.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    sink.append((now, text))
+            sink.append((monotonic(), line))
+
+
+def _texts(sink: list[Any]) -> list[Any]:
+    """(time, text) for every event carrying delta text."""
+    out = []
+    for now, line in sink:
+        data = json.loads(line[6:])
+        for choice in data.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                out.append((now, text))
+    return out
 
 
 def _check(sink: list[Any], expected: list[str]) -> dict[str, Any]:
-    joined = "".join(text for _, text in sink)
+    """Chunk by chunk, as the load generator checks the relay: the i-th text event must be the
+    i-th scripted delta (a proxy that merged, split, repeated or dropped deltas fails here)."""
+    texts = _texts(sink)
+    bad = sum(1 for i, (_, text) in enumerate(texts) if i >= len(expected) or text != expected[i])
     return {
-        "times": {str(i): t for i, (t, _) in enumerate(sink)},
-        "dup": max(0, len(sink) - len(expected)),
+        "times": {str(i): t for i, (t, _) in enumerate(texts)},
+        "dup": max(0, len(texts) - len(expected)),
         "order": 0,
-        "text": 0 if joined == "".join(expected) else 1,
-        "lost": max(0, len(expected) - len(sink)),
-        "complete": joined == "".join(expected),
+        "text": bad,
+        "lost": max(0, len(expected) - len(texts)),
+        "complete": len(texts) == len(expected) and not bad,
     }
 
 
@@ -87,7 +98,7 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
                 "sent": sent,
                 "errors": [repr(o) for o in outcome if isinstance(o, BaseException)],
                 "done": "complete",
-                "models": {m: _check(sinks[m], expected) for m in sinks},
+                "raw": sinks,  # checked after the run
             }
 
         # Warm-up (not recorded): imports, pydantic models, connection pools.
@@ -100,6 +111,7 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
 
         tasks = [asyncio.create_task(in_a_row(int(i))) for i in cfg["slot"]]
         done, pending = await asyncio.wait(tasks, timeout=cfg["timeout"])
+        cfg["cpu1"] = time.process_time()
         for task in pending:
             task.cancel()
         failures = (
@@ -113,16 +125,25 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
                 failures.append(repr(task.exception()))
             else:
                 results.extend(task.result())
+    for result in results:
+        sinks = result.pop("raw")
+        result["models"] = {m: _check(sinks[m], expected) for m in sinks}
     return {"comparisons": results, "failures": failures}
 
 
 def main() -> None:
     cfg = json.loads(Path(sys.argv[1]).read_text())
+    Path(cfg["out"]).write_text(json.dumps(job(cfg)))
+
+
+def job(cfg: dict[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    Path(cfg["out"]).write_text(json.dumps(asyncio.run(_run(cfg))))
+    result = asyncio.run(_run(cfg))
+    result["cpu_s"] = cfg.get("cpu1", 0.0) - cfg.get("cpu0", 0.0)
+    return result
 
 
 if __name__ == "__main__":
