@@ -189,11 +189,14 @@ class ProcessAuth:
 
     issuer = "https://clerk.process-tests.invalid"
 
-    def __init__(self) -> None:
+    def __init__(self, key_name: str = "process-tests") -> None:
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
 
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        from tests.tokens import shared_private_key
+
+        # One RSA key per test process and name (generating one costs ~0.1-0.3 s of CPU): the
+        # server processes of a test trust it; no test relies on two instances differing.
+        self._key = shared_private_key(key_name)
         self.public_pem = (
             self._key.public_key()
             .public_bytes(
