@@ -49,10 +49,13 @@ def process_start() -> None:
 
 
 def _preload_and_freeze() -> None:
+    from django.conf import settings
+
     from providers.registry import providers
 
-    for error in providers.preload():  # SDK imports now, not on the first comparison's loop
-        logger.error("Provider not loaded: %s", error)
+    if settings.PROVIDER_PRELOAD:
+        for error in providers.preload():  # SDK imports now, not on the first comparison's loop
+            logger.error("Provider not loaded: %s", error)
 
     # Everything loaded so far (Django, the SDKs: ~280,000 objects) lives as long as the process.
     # Left to the cyclic collector, each full collection scanned all of it with the event loop
