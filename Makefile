@@ -32,7 +32,8 @@ run: env
 # sockets and server processes, so two workers nearly halve the time even on a busy 2-core machine.
 # PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
+# --no-loadscope-reorder: modules go out in collection order, long ones first (tests/conftest.py).
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 ## test: create the environment if needed and run the whole suite
 test: env
