@@ -32,8 +32,7 @@ run: env
 # sockets and server processes, so two workers nearly halve the time even on a busy 2-core machine.
 # PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
-# --no-loadscope-reorder: modules go out in collection order, long ones first (tests/conftest.py).
-XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
 
 ## test: create the environment if needed and run the whole suite
 test: env

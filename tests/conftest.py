@@ -69,31 +69,6 @@ def _compile_project_bytecode() -> None:
         compileall.compile_dir(ROOT / package, quiet=2, workers=1)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, modules with tests that start processes (marked slow) come first.
-
-    ``--dist loadfile`` hands out whole modules in collection order (the Makefile turns off
-    xdist's reordering by test count, which sent the few-but-long modules last): the long ones
-    then run while the many short ones fill in beside them, instead of one long module running
-    alone at the end. Only the workers reorder (each the same way); a single-process run keeps
-    pytest-django's order.
-    """
-    if not hasattr(config, "workerinput"):
-        return
-    slow: dict[str, int] = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        slow[module] = slow.get(module, 0) + bool(item.get_closest_marker("slow"))
-    first_seen = {module: n for n, module in enumerate(slow)}
-
-    def key(item: pytest.Item) -> tuple[int, int, int]:
-        module = item.nodeid.split("::")[0]
-        return (slow[module] == 0, -slow[module], first_seen[module])
-
-    items.sort(key=key)  # stable: a module's own order (pytest-django's) is kept
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("redis") and not redis_available():
         _missing(f"Redis is not reachable at {TEST_REDIS_URL}")
