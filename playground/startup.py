@@ -49,6 +49,8 @@ def process_start() -> None:
 
 
 def _preload_and_freeze() -> None:
+    from django.conf import settings
+
     from arena.ratings import ratings_prepare
     from providers.registry import providers
 
@@ -56,8 +58,9 @@ def _preload_and_freeze() -> None:
     # asked for meanwhile would be fitted with cold numpy and BLAS on every core.
     ratings_prepare()
 
-    for error in providers.preload():  # SDK imports now, not on the first comparison's loop
-        logger.error("Provider not loaded: %s", error)
+    if settings.PROVIDER_PRELOAD:
+        for error in providers.preload():  # SDK imports now, not on the first comparison's loop
+            logger.error("Provider not loaded: %s", error)
 
     # Everything loaded so far (Django, the SDKs: ~280,000 objects) lives as long as the process.
     # Left to the cyclic collector, each full collection scanned all of it with the event loop

@@ -7,6 +7,7 @@ service is not answering they skip with a one-line reason, except under ``REQUIR
 
 from __future__ import annotations
 
+import compileall
 import os
 import socket
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 
-from tests.servers import ProcessDatabases
+from tests.servers import ROOT, ProcessDatabases
 
 pytest_plugins = ["tests.auth_fixtures"]
 
@@ -53,6 +54,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # loops back by up to seconds: the lag bound would refuse starts at random. Its tests
     # (tests/comparisons/test_backpressure.py) set it explicitly.
     settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS = 0
+    # The default PBKDF2 (1,000,000 iterations) costs ~0.5 s of CPU per hash and the admin tests
+    # hash a dozen passwords; what they check (a wrong password fails, the lock-out) does not
+    # depend on the algorithm. Server processes keep the production hashers.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if not hasattr(config, "workerinput"):  # once per run, before any xdist worker starts
+        _compile_project_bytecode()
+
+
+def _compile_project_bytecode() -> None:
+    """Byte-compile the project's own packages into their (git-ignored) ``__pycache__``.
+
+    With PYTHONDONTWRITEBYTECODE=1 (containers, CI) no process writes bytecode, and the ~100
+    server and settings subprocesses the suite starts each compiled the project's sources again
+    (``make env`` compiles only the virtualenv). Files already up to date are skipped.
+    """
+    for package in ("playground", "comparisons", "providers", "accounts", "arena", "tests"):
+        compileall.compile_dir(ROOT / package, quiet=2, workers=1)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -98,6 +98,10 @@ class ProcessDatabases:
         self._template = None
 
 
+#: A server with any of these set can stream from a vendor SDK (the fake upstream, in tests).
+VENDOR_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GOOGLE_GEMINI_API_KEY")
+
+
 def server_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
     env.update(
@@ -113,6 +117,11 @@ def server_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str
     )
     env.pop("REDIS_URL", None)
     env.update(extra)
+    if not any(env.get(name) for name in VENDOR_KEYS):
+        # No vendor can stream here: the SDK preload (~2 s of CPU per process, most of a start)
+        # would only load SDKs no test uses. Servers with a vendor key keep it, and
+        # test_launchers.py checks the preload itself.
+        env.setdefault("PROVIDER_PRELOAD", "0")
     return env
 
 
@@ -191,11 +200,14 @@ class ProcessAuth:
 
     issuer = "https://clerk.process-tests.invalid"
 
-    def __init__(self) -> None:
+    def __init__(self, key_name: str = "process-tests") -> None:
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
 
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        from tests.tokens import shared_private_key
+
+        # One RSA key per test process and name (generating one costs ~0.1-0.3 s of CPU): the
+        # server processes of a test trust it; no test relies on two instances differing.
+        self._key = shared_private_key(key_name)
         self.public_pem = (
             self._key.public_key()
             .public_bytes(

@@ -141,13 +141,11 @@ print(json.dumps({"imported": imported, "sent": sent, "started": started, "unfro
 """
 
 
-def test_importing_the_application_changes_nothing_and_lifespan_starts_the_process(
-    tmp_path: Path,
-) -> None:
-    """Tests and tools import ``playground.asgi``: their heap is not frozen, no SDK is loaded.
-    A server that sends ``lifespan.startup`` gets the whole start-up before its first request."""
-    env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_LEVEL": "CRITICAL"}
+def run_lifespan(tmp_path: Path, **extra: str) -> dict[str, Any]:
+    """Run ``LIFESPAN`` in a fresh interpreter (environment plus ``extra``); its report."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_LEVEL": "CRITICAL", **extra}
     env.pop("DATABASE_URL", None)
+    env.setdefault("PROVIDER_PRELOAD", "1")  # the default, whatever the suite's environment says
     done = subprocess.run(
         [sys.executable, "-c", LIFESPAN],
         cwd=ROOT,
@@ -157,13 +155,34 @@ def test_importing_the_application_changes_nothing_and_lifespan_starts_the_proce
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_application_changes_nothing_and_lifespan_starts_the_process(
+    tmp_path: Path,
+) -> None:
+    """Tests and tools import ``playground.asgi``: their heap is not frozen, no SDK is loaded.
+    A server that sends ``lifespan.startup`` gets the whole start-up before its first request."""
+    result = run_lifespan(tmp_path)
     assert result["imported"] == {"frozen": 0, "sdks": [], "sniffio": None, "sweeper": False}
     assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     started = result["started"]
     assert started["sdks"] == ["anthropic", "google.genai", "openai"]
     assert started["sniffio"] == "asyncio" and started["sweeper"]
     assert started["frozen"] > 100_000 and result["unfrozen"] < 10_000
+
+
+def test_without_the_preload_the_start_up_loads_no_sdk_and_still_freezes_the_heap(
+    tmp_path: Path,
+) -> None:
+    """``PROVIDER_PRELOAD=0``: the start-up runs (sweeper, sniffio, frozen heap) but leaves each
+    SDK to its provider's first use."""
+    result = run_lifespan(tmp_path, PROVIDER_PRELOAD="0")
+    assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    started = result["started"]
+    assert started["sdks"] == []
+    assert started["sniffio"] == "asyncio" and started["sweeper"]
+    assert started["frozen"] > 10_000 and result["unfrozen"] < 10_000
 
 
 def raw_request(server: Server, head: bytes) -> tuple[int, dict[str, str], bytes]:
