@@ -36,7 +36,11 @@ def browser() -> Iterator[Any]:
     """One headless chromium per module: Playwright's sync API runs an event loop in this thread
     while it is open, so it must be closed before any asyncio test of another module runs."""
     _require_chromium()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions wait for the page (they poll; a pass returns at once): Playwright's default 5 s
+    # is less than a busy 2-core machine takes to serve a server process's first page.
+    expect.set_options(timeout=30_000)
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
