@@ -64,12 +64,7 @@ class StartComparison(Frame):
     @field_validator("prompt")
     @classmethod
     def _prompt_size(cls, value: str, info: ValidationInfo) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be empty")
-        limit = settings.PLAYGROUND_MAX_PROMPT_CHARS
-        if len(value) > limit:
-            raise ValueError(f"prompt is {len(value)} characters; the limit is {limit}")
-        return value
+        return _prompt_checked(value)
 
     @model_validator(mode="after")
     def _model_count(self) -> StartComparison:
