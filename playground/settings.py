@@ -330,3 +330,8 @@ PLAYGROUND_MAX_STREAMS_PER_PROCESS: int = env.int("PLAYGROUND_MAX_STREAMS_PER_PR
 # Seconds the event loop may run late (smoothed, comparisons/live/lag.py) before a start gets
 # "Server busy"; 0 turns the check off.
 PLAYGROUND_MAX_LOOP_LAG_SECONDS: float = env.float("PLAYGROUND_MAX_LOOP_LAG_SECONDS", default=0.25)
+# With the lag bound on: new model streams a process admits per second at most (or as many as it
+# already serves, if more). 200 at once stream on time on an idle 2-core machine.
+PLAYGROUND_MAX_NEW_STREAMS_PER_SECOND: int = env.int(
+    "PLAYGROUND_MAX_NEW_STREAMS_PER_SECOND", default=200
+)

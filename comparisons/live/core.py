@@ -58,11 +58,10 @@ WATCH_WINDOW_SECONDS = 10.0
 #: How long a refused start is told to wait before it retries.
 BUSY_RETRY_SECONDS = 5
 
-#: With the lag bound on: new model streams a process admits per ``RAMP_WINDOW_SECONDS`` at
-#: least; beyond that, at most as many as it already had open before them. The lag shows the
-#: cost of new streams only after about a second (comparisons/live/lag.py), so a burst of starts
-#: must not be admitted all at once on the strength of an idle loop's zero.
-RAMP_FLOOR_STREAMS = 40
+#: With the lag bound on, new model streams a process admits per ``RAMP_WINDOW_SECONDS`` are at
+#: most ``PLAYGROUND_MAX_NEW_STREAMS_PER_SECOND``, or as many as it already had open before them
+#: if more. The lag shows the cost of new streams only after about a second
+#: (comparisons/live/lag.py), so a burst must not be admitted whole on an idle loop's zero.
 RAMP_WINDOW_SECONDS = 1.0
 
 #: ``error.reason`` of a start refused because this process is at its stream or lag bound.
@@ -328,7 +327,7 @@ class LiveComparisons:
             fresh.popleft()
         recent = sum(n for _, n in fresh)
         settled = max(0, self.open_streams() - recent)
-        if recent + wanted > max(RAMP_FLOOR_STREAMS, settled):
+        if recent + wanted > max(settings.PLAYGROUND_MAX_NEW_STREAMS_PER_SECOND, settled):
             raise ServerBusy(
                 f"Server busy: {recent} model streams started here in the last second;"
                 f" retry in {BUSY_RETRY_SECONDS} s"

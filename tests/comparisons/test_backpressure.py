@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 
 from comparisons import events, services
 from comparisons.frames import ModelChoice
-from comparisons.live.core import RAMP_FLOOR_STREAMS, LiveComparisons, ServerBusy
+from comparisons.live.core import LiveComparisons, ServerBusy
 from comparisons.live.run import ComparisonRun
 from comparisons.live.subscribers import QueuedWatcher, Subscriber
 from comparisons.models import Comparison
@@ -148,16 +148,17 @@ async def test_a_burst_of_starts_on_an_idle_process_is_admitted_at_a_ramp(
     settings, upstream_providers
 ) -> None:
     """The lag shows the cost of new streams only after about a second: an idle process (lag 0)
-    admits at most ``RAMP_FLOOR_STREAMS`` new streams at once and refuses the rest of a burst
-    as busy, before anything is saved or called."""
+    admits at most ``PLAYGROUND_MAX_NEW_STREAMS_PER_SECOND`` new streams at once and refuses the
+    rest of a burst as busy, before anything is saved or called."""
     settings.PLAYGROUND_MAX_LOOP_LAG_SECONDS = 60.0  # never reached here: the ramp alone
+    settings.PLAYGROUND_MAX_NEW_STREAMS_PER_SECOND = ramp = 40
     upstream = upstream_providers
     upstream.script("burst", deltas=["a", "b"])
     slots = await sync_to_async(services.comparison_plan)(
         choices=[ModelChoice(provider="google")] * 4
     )
     live = LiveComparisons()
-    bursts = RAMP_FLOOR_STREAMS // 4 + 3
+    bursts = ramp // 4 + 3
     # One event-loop iteration admits or refuses every one of them (each launch's first step).
     outcomes = await asyncio.gather(
         *(
@@ -170,7 +171,7 @@ async def test_a_burst_of_starts_on_an_idle_process_is_admitted_at_a_ramp(
     )
     runs = [o for o in outcomes if isinstance(o, ComparisonRun)]
     refused = [o for o in outcomes if isinstance(o, ServerBusy)]
-    assert len(runs) == RAMP_FLOOR_STREAMS // 4
+    assert len(runs) == ramp // 4
     assert len(refused) == 3
     assert "started here in the last second" in str(refused[0])
     assert refused[0].retry_after == 5
@@ -180,7 +181,7 @@ async def test_a_burst_of_starts_on_an_idle_process_is_admitted_at_a_ramp(
         for run in runs:
             await run.done.wait()
     # Exactly the admitted streams reached the upstream; the refused starts saved nothing.
-    assert len(upstream.requests_for("burst")) == RAMP_FLOOR_STREAMS // 4 * 4
+    assert len(upstream.requests_for("burst")) == ramp // 4 * 4
     saved = await sync_to_async(Comparison.objects.count)()
     assert saved == len(runs)
 
