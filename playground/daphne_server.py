@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from typing import Any
 
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+
+logger = logging.getLogger(__name__)
 
 _CONFIGURED = "_playground_configured"
 
@@ -98,6 +101,13 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
         ):
             self.closeHandshakeTimeout = TOO_SLOW_CLOSE_SECONDS
             self.sendClose(code=CLOSE_TOO_SLOW, reason="Client too slow: too much unread data")
+            # Once per socket (it is closing now): operators see who is dropped and why.
+            logger.warning(
+                "WebSocket from %s closed with %d: %d bytes unread",
+                self.peer,
+                CLOSE_TOO_SLOW,
+                unsent_bytes(self.transport),
+            )
 
 
 def daphne_configure(server: Any) -> None:

@@ -143,6 +143,7 @@ class Server:
         self.env = dict(env, PORT=str(self.port), HOST="127.0.0.1")
         self.process: subprocess.Popen[bytes] | None = None
         self.stdout: Path | None = None
+        self.stderr: Path | None = None
 
     @property
     def url(self) -> str:
@@ -156,21 +157,28 @@ class Server:
         """The command line after the Python interpreter."""
         return ["manage.py", "serve"]
 
-    def start(self, timeout: float = 30.0, stdout: Path | None = None) -> Server:
-        """Start and wait until ``/`` answers; the process's stdout goes to ``stdout`` if given."""
+    def start(
+        self, timeout: float = 30.0, stdout: Path | None = None, stderr: Path | None = None
+    ) -> Server:
+        """Start and wait until ``/`` answers; the process's stdout and stderr (its log) go to
+        the files given."""
         self.stdout = stdout
-        with open(stdout, "wb") if stdout else contextlib.nullcontext() as out:
+        self.stderr = stderr
+        with (
+            open(stdout, "wb") if stdout else contextlib.nullcontext() as out,
+            open(stderr, "wb") if stderr else contextlib.nullcontext() as err,
+        ):
             self.process = subprocess.Popen(
                 [sys.executable, *self.args()],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out or subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=err or subprocess.PIPE,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.log()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=1) as response:
                     if response.status == 200:
@@ -179,6 +187,14 @@ class Server:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not answer in time")
+
+    def log(self) -> str:
+        """What the process has written to stderr: its file's content, or (once it has exited)
+        the pipe's."""
+        if self.stderr is not None:
+            return self.stderr.read_text(errors="replace")
+        assert self.process is not None and self.process.stderr is not None
+        return self.process.stderr.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL: the process dies without any chance to clean up."""

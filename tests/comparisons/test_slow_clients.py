@@ -57,7 +57,7 @@ async def test_a_socket_that_does_not_read_is_closed_with_4008_and_memory_stays_
         WS_MAX_OUTBOUND_BUFFER_BYTES=str(LIMIT),
         PLAYGROUND_MAX_WATCHES_PER_10_SECONDS=str(WATCHES * 2),
     )
-    server = Server(env).start()
+    server = Server(env).start(stderr=tmp_path / "server.log")
     try:
         assert server.process is not None
         owner = await open_socket(server, auth, "user_slow")
@@ -90,6 +90,12 @@ async def test_a_socket_that_does_not_read_is_closed_with_4008_and_memory_stays_
         grown = rss_bytes(server.process.pid) - before
         # Unbounded, the unread snapshots alone would be about 40 MB.
         assert grown < 20 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+        # The server says when it closes the slow socket; only then does the socket read (any
+        # earlier, it could keep pace with a server slowed by a busy machine).
+        async with asyncio.timeout(60):
+            while "closed with 4008" not in server.log():  # noqa: ASYNC110 (another process)
+                await asyncio.sleep(0.05)
 
         # The slow socket, reading at last: some snapshots, then the close with 4008.
         snapshots = 0
