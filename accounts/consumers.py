@@ -37,6 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -89,12 +90,15 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 
     user_id: str | None = None
     principal: Principal | None = None
-    _auth_timer: asyncio.Task[None] | None = None
-    _expiry_timer: asyncio.Task[None] | None = None
+    # Timer handles, not tasks: an idle socket waits for its token's expiry, and a task with its
+    # coroutine frames costs several KiB per socket where a handle costs ~0.2 KiB.
+    _auth_timer: asyncio.TimerHandle | None = None
+    _expiry_timer: asyncio.TimerHandle | None = None
     #: Unix time after which the socket's token no longer counts (its ``exp`` plus the skew).
     _valid_until: float | None = None
     _closing: bool = False
     _lease: ConnectionLease | None = None
+    _refusal: asyncio.Task[None] | None = None
 
     def __init__(
         self, *args: Any, connection_limiter: ConnectionLimiter | None = None, **kwargs: Any
@@ -103,8 +107,19 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
         self.connection_limiter = connection_limiter
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels' own __call__ gives every socket a channel-layer channel, a task receiving
+        # from it and another receiving from the server, whether the socket ever uses the layer
+        # or not (several KiB per idle socket): this consumer has no channel of its own and
+        # dispatches the server's messages in its own task. (A subclass that needs the layer
+        # makes a channel when it first does, as comparisons.live's Connection.)
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         finally:  # also when the task is cancelled (server shutdown) without a disconnect
             self._release()
 
@@ -139,7 +154,7 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
             timeout = self.auth_timeout_seconds
             if timeout is None:
                 timeout = float(settings.WS_AUTH_TIMEOUT_SECONDS)
-            self._auth_timer = asyncio.get_running_loop().create_task(self._auth_expire(timeout))
+            self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_expire)
 
     async def disconnect(self, code: int) -> None:
         self._cancel_timer()
@@ -172,23 +187,26 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
 
     def _cancel_expiry_timer(self) -> None:
         if self._expiry_timer is not None:
-            if self._expiry_timer is not asyncio.current_task():
-                self._expiry_timer.cancel()
+            self._expiry_timer.cancel()
             self._expiry_timer = None
 
-    async def _auth_expire(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+    def _auth_expire(self) -> None:
         self._auth_timer = None
         if self.user_id is None:
-            await self.auth_refuse(TokenError("auth-timeout", AUTH_TIMED_OUT))
+            self._refuse_later(TokenError("auth-timeout", AUTH_TIMED_OUT))
 
     def _token_lapsed(self) -> bool:
         return self._valid_until is not None and time.time() >= self._valid_until
 
-    async def _token_expire(self, valid_until: float) -> None:
-        # A refresh cancels this task and starts another with the new token's deadline.
-        await asyncio.sleep(max(0.0, valid_until - time.time()))
-        await self.auth_refuse(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
+    def _token_expire(self) -> None:
+        # A refresh cancels this handle and arms another with the new token's deadline.
+        self._expiry_timer = None
+        self._refuse_later(TokenError(TOKEN_EXPIRED, TOKEN_LAPSED))
+
+    def _refuse_later(self, error: TokenError) -> None:
+        """From a timer: refuse in a task of its own (sending needs one); it ends with the socket."""
+        task = asyncio.get_running_loop().create_task(self.auth_refuse(error))
+        self._refusal = task  # held: the loop keeps only a weak reference to a task
 
     # --- sending -------------------------------------------------------------------------------
     async def send_frame(self, frame: events.Frame) -> None:
@@ -305,7 +323,8 @@ class AuthenticatedJsonConsumer(AsyncWebsocketConsumer):
             self._valid_until = None
             return
         self._valid_until = valid_until = exp + float(settings.CLERK_CLOCK_SKEW_SECONDS)
-        self._expiry_timer = asyncio.get_running_loop().create_task(self._token_expire(valid_until))
+        delay = max(0.0, valid_until - time.time())  # the deadline is wall-clock (the token's)
+        self._expiry_timer = asyncio.get_running_loop().call_later(delay, self._token_expire)
 
     async def user_authenticated(self, principal: Principal, *, first: bool) -> None:
         """Hook: runs after each successful authentication (``first``: not a refresh)."""

@@ -6,7 +6,8 @@ It parses frames (:mod:`comparisons.frames`), calls the socket's
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from accounts.consumers import AuthenticatedJsonConsumer
@@ -26,8 +27,6 @@ from comparisons.frames import (
     parse,
 )
 from comparisons.live.core import Connection, LiveComparisons, LiveError
-from comparisons.live.layer import RetryingReceive
-from comparisons.live.messages import WatchEvent
 from comparisons.live.subscribers import Subscriber
 
 
@@ -51,23 +50,6 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
     """One browser tab (or CLI) connected to ``/ws``."""
 
     live_connection: Connection | None = None
-    _channel_receive: RetryingReceive | None = None
-
-    @property
-    def channel_receive(self) -> RetryingReceive | None:
-        return self._channel_receive
-
-    @channel_receive.setter
-    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        # Channels' receive on this socket's channel raises while the layer is down, which would
-        # close the socket with 1011: this one waits for the layer instead (and re-joins).
-        self._channel_receive = RetryingReceive(
-            receive, what=f"socket {self.channel_name}", rejoin=self._layer_rejoin
-        )
-
-    async def _layer_rejoin(self) -> None:
-        if self.live_connection is not None:
-            await self.live_connection.rejoin()
 
     def __init__(self, *args: Any, live: LiveComparisons, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,11 +57,11 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
 
     async def user_authenticated(self, principal: Principal, *, first: bool) -> None:
         if first:
-            name = self.channel_name or f"socket-{id(self)}"
+            # No channel-layer channel yet: the connection makes one (with the task that
+            # receives from it) when the socket first watches through the layer.
             self.live_connection = self.live.connect(
                 user_id=principal.user_id,
-                subscriber=WsSubscriber(self, name),
-                channel=self.channel_name if self.channel_layer is not None else None,
+                subscriber=WsSubscriber(self, f"ws:{secrets.token_hex(8)}"),
             )
 
     async def disconnect(self, code: int) -> None:
@@ -203,9 +185,3 @@ class ComparisonConsumer(AuthenticatedJsonConsumer):
             await self.send_error(str(exc))
         else:
             await self.send(text_data=answer.ws)
-
-    # --- channel-layer messages ----------------------------------------------------------------
-    async def watch_event(self, message: dict[str, Any]) -> None:
-        """Frames of a watched comparison from another process, or of a recorded replay."""
-        if self.live_connection is not None:
-            await self.live_connection.deliver(WatchEvent.from_message(message))

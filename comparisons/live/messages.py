@@ -1,7 +1,7 @@
 """Cross-process messages of the live core, over the Channels layer: one class per message.
 
 Each class is used by both its sender (:meth:`message`) and its receiver (:meth:`from_message`);
-the ``type`` key routes it (a Channels consumer's ``watch_event`` handler for :class:`WatchEvent`).
+the ``type`` key routes it (a socket's listener, ``Connection._listen``, takes :class:`WatchEvent`).
 
 - :class:`WatchRequest`, :class:`WatchStop`, :class:`RunCancel`, :class:`RunReveal`: to the group
   :func:`run_group` of a comparison, which the process running it listens on;
