@@ -27,14 +27,19 @@ class ClerkAuthMiddleware(BaseMiddleware):
     """Wrap a WebSocket application: ``ClerkAuthMiddleware(URLRouter(...))``."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        principal: Principal | None = None
-        error: TokenError | None = None
-        token = token_from_scope(scope)
-        if token is not None:
-            try:
-                principal = await token_verify(token=token)
-            except TokenError as exc:
-                logger.info("WebSocket handshake token refused: %s", exc.code)
-                error = exc
-        scope = {**scope, "principal": principal, "auth_error": error}
-        return await self.inner(scope, receive, send)
+        principal, error = await _handshake_principal(scope)
+        # This frame stays suspended for the socket's life: it keeps no copy of the token.
+        return await self.inner(
+            {**scope, "principal": principal, "auth_error": error}, receive, send
+        )
+
+
+async def _handshake_principal(scope: dict[str, Any]) -> tuple[Principal | None, TokenError | None]:
+    token = token_from_scope(scope)
+    if token is None:
+        return None, None
+    try:
+        return await token_verify(token=token), None
+    except TokenError as exc:
+        logger.info("WebSocket handshake token refused: %s", exc.code)
+        return None, exc

@@ -334,13 +334,10 @@ class LiveComparisons:
             )
         fresh.append((now, wanted))
 
-    def connect(
-        self, *, user_id: str, subscriber: Subscriber, channel: str | None = None
-    ) -> Connection:
-        """Open the live side of an authenticated socket. ``channel``: the socket's own
-        channel-layer name when its transport has one (a Channels consumer), else the
-        connection makes one when it first needs it."""
-        return Connection(self, user_id=user_id, subscriber=subscriber, channel=channel)
+    def connect(self, *, user_id: str, subscriber: Subscriber) -> Connection:
+        """Open the live side of an authenticated socket. It has no channel-layer channel
+        until it first needs one (a watch through the layer): most sockets never do."""
+        return Connection(self, user_id=user_id, subscriber=subscriber)
 
     def owned_run(self, *, user_id: str, comparison_id: str) -> ComparisonRun | None:
         run = self.runs.get(comparison_id)
@@ -454,7 +451,6 @@ class Connection:
         *,
         user_id: str,
         subscriber: Subscriber,
-        channel: str | None = None,
     ) -> None:
         self.live = live
         self.user_id = user_id
@@ -466,12 +462,12 @@ class Connection:
         self._answered: set[str] = set()
         #: Recorded replays whose opening snapshot this socket forwarded.
         self._replays: set[str] = set()
-        self._channel = channel
-        self._own_channel = False
+        self._channel: str | None = None
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
-        #: When this socket's recent watch requests came (each one costs a whole snapshot).
-        self._watch_times: deque[float] = deque()
+        #: When this socket's recent watch requests came (each one costs a whole snapshot); a
+        #: list (a few entries at most): an empty deque costs ~0.6 KiB per idle socket.
+        self._watch_times: list[float] = []
 
     # --- requests ------------------------------------------------------------------------------
     async def start(self, request: StartComparison) -> ComparisonRun:
@@ -649,7 +645,7 @@ class Connection:
         now = time.monotonic()
         times = self._watch_times
         while times and now - times[0] >= WATCH_WINDOW_SECONDS:
-            times.popleft()
+            del times[0]
         limit = settings.PLAYGROUND_MAX_WATCHES_PER_10_SECONDS
         if len(times) >= limit:
             raise LiveError(f"Too many watch requests: at most {limit} per 10 s")
@@ -729,7 +725,6 @@ class Connection:
         """This socket's channel on the layer (made, with its receiving task, on first use)."""
         if self._channel is None and layer is not None and not self._closed:
             self._channel = await layer.new_channel()
-            self._own_channel = True
             self._listener = asyncio.create_task(self._listen(layer, self._channel))
         return self._channel
 
