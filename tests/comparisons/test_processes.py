@@ -450,7 +450,9 @@ async def test_refused_starts_reach_no_provider_across_two_processes(
     upstream. A burst of 30 sockets x 6 models over both opens requests for the 3 admitted
     starts only; once the user is at a limit on one process, starts on the other open none."""
     upstream = fake_upstream
-    upstream.script("burst", deltas=[f"w{i} " for i in range(100)], delay=0.05)
+    # 30 s answers: the admitted three must still be running when the last of the burst's starts
+    # is decided and through the next phase, however slow a busy machine makes the starts.
+    upstream.script("burst", deltas=[f"w{i} " for i in range(100)], delay=0.3)
     upstream.script("over", deltas=[f"w{i} " for i in range(100)], delay=0.05)
     upstream.script("quick", deltas=["ok"])
     env = server_env(
