@@ -34,7 +34,9 @@ class PlainDaphneWebSocketFirst(PlainDaphne):
     """``daphne playground.asgi:application`` whose first connection is a WebSocket: daphne's
     limits are applied on the first connection, so this one connected before them."""
 
-    def start(self, timeout: float = 30.0, stdout: Path | None = None) -> Server:
+    def start(
+        self, timeout: float = 30.0, stdout: Path | None = None, stderr: Path | None = None
+    ) -> Server:
         self.process = subprocess.Popen(
             [sys.executable, *self.args()],
             cwd=ROOT,
