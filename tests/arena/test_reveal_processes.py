@@ -13,12 +13,7 @@ import pytest
 from tests.comparisons.test_processes import Socket, demo_env, open_socket
 from tests.servers import ProcessAuth, Server
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.redis,
-    pytest.mark.timeout(120),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(120)]
 
 USER = "user_reveal"
 BLIND = {

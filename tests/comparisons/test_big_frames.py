@@ -17,7 +17,7 @@ from tests.comparisons.test_processes import open_socket, rest
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ROOT, ProcessAuth, Server, server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 #: 500 deltas of 200 CJK characters: 300 KB of UTF-8, 600 KB as ASCII-escaped JSON; either way
 #: over the default 256 KiB inbound limit.

@@ -27,7 +27,7 @@ import websockets
 from tests.comparisons.test_processes import demo_env, open_socket, rest
 from tests.servers import ROOT, ProcessAuth, Server, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 class PlainDaphne(Server):

@@ -23,7 +23,7 @@ from tests.comparisons.test_lifecycle import assert_watched_exactly_once
 from tests.comparisons.test_processes import chunks_by_model, demo_env, open_socket, rest
 from tests.servers import ProcessAuth, Server, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture

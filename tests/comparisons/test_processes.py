@@ -19,7 +19,7 @@ from tests.comparisons.test_lifecycle import assert_watched_exactly_once
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ROOT, ProcessAuth, Server, server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 class Socket:

@@ -21,7 +21,7 @@ from tests.comparisons.test_processes import open_socket
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ProcessAuth, Server, server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 WATCHES = 200
 #: 200 KB of saved text: WATCHES snapshots are about 40 MB unsent without a bound.
