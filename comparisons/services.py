@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -240,11 +240,7 @@ def _insert_sql(model: type[Model], objs: list[Model]) -> list[tuple[str, Sequen
     return [(sql, params)]
 
 
-def _create_pipelined(
-    comparison: Comparison,
-    responses: list[ModelResponse],
-    on_admitted: Callable[[], object] | None = None,
-) -> None:
+def _create_pipelined(comparison: Comparison, responses: list[ModelResponse]) -> None:
     """PostgreSQL, outside any transaction: lock, count, insert and commit (or roll back) in
     two network round trips instead of seven (``BEGIN`` … ``COMMIT`` pipelined)."""
     connection.ensure_connection()
@@ -255,10 +251,10 @@ def _create_pipelined(
         try:
             with raw.pipeline():
                 cursor.execute("BEGIN")
-                # The commit does not wait for the WAL flush (2.5-3.6 ms here), which the first
-                # chunk would wait for behind sessionCreated. Other sessions see the rows and
-                # the lock is released at once as before; only a crash of PostgreSQL itself
-                # within ~0.6 s (3 x wal_writer_delay) can lose them.
+                # The commit does not wait for the WAL flush (2.5-3.6 ms here), which every
+                # start's provider call and sessionCreated waited for. Other sessions see the
+                # rows and the lock is released at commit as before; only a crash of PostgreSQL
+                # itself within ~0.6 s (3 x wal_writer_delay) can lose them.
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
                 cursor.execute(_LOCK_SQL, [f"comparison:{comparison.user_id}"])
                 usage.execute(count_sql, count_params)
@@ -272,8 +268,6 @@ def _create_pipelined(
         if refusal is not None:
             cursor.execute("ROLLBACK")
             raise refusal
-        if on_admitted is not None:
-            on_admitted()
         cursor.execute("COMMIT")
 
 
@@ -287,7 +281,6 @@ def comparison_create(
     enforce_limits: bool = True,
     comparison_id: str | None = None,
     blind: bool = False,
-    on_admitted: Callable[[], object] | None = None,
 ) -> Comparison:
     """Create a streaming comparison and one pending response per slot, in one transaction.
 
@@ -299,12 +292,6 @@ def comparison_create(
     With ``enforce_limits`` the per-user running and per-minute limits are checked under a
     per-user lock in the same transaction, so they hold across server instances sharing the
     database. Raises :class:`LimitExceeded`.
-
-    ``on_admitted`` is called (in this thread) once the start is admitted and its rows are
-    written, before the commit: the per-user lock is held until the commit ends, so another
-    start of this user, in any process, still waits for it and counts it. A caller can start
-    the provider calls from it, beside the commit's WAL flush; should the commit then fail,
-    this raises and the caller stops what it started.
     """
     if blind and len(slots) < 2:
         raise BlindNeedsTwoModels("A blind comparison needs at least two models")
@@ -318,7 +305,7 @@ def comparison_create(
         blind=blind,
     )
     if enforce_limits and connection.vendor == "postgresql" and not connection.in_atomic_block:
-        _create_pipelined(comparison, responses, on_admitted)
+        _create_pipelined(comparison, responses)
         comparison._state.adding = False
         comparison._state.db = connection.alias
         return comparison
@@ -328,8 +315,6 @@ def comparison_create(
             _check_limits(user_id)
         comparison.save(force_insert=True)
         ModelResponse.objects.bulk_create(responses)
-        if on_admitted is not None:
-            on_admitted()
     return comparison
 
 

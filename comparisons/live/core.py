@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 import uuid
@@ -181,15 +180,6 @@ class LiveComparisons:
                 for key, slot in zip(keys, slots, strict=True)
             ],
         )
-        loop = asyncio.get_running_loop()
-        # The run's tasks get this task's context, not the database thread's (asgiref marks
-        # its single thread busy in the context it runs in).
-        context = contextvars.copy_context()
-
-        def start() -> None:
-            if not run.started and not run.aborted:
-                self.runs.add(run)
-
         create = database_sync_to_async(services.comparison_create)(
             comparison_id=run.comparison_id,
             user_id=user_id,
@@ -199,18 +189,14 @@ class LiveComparisons:
             replay_of_id=replay_of_id,
             enforce_limits=enforce_limits,
             blind=blind,
-            # Admitted (the per-user lock is held until the commit): the providers are called
-            # while the commit flushes, not after it.
-            on_admitted=lambda: loop.call_soon_threadsafe(start, context=context),
         )
         # Reachable from other processes before anyone can know its id.
         outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
         failure = next((o for o in outcome if isinstance(o, BaseException)), None)
         if failure is not None:
-            run.abort()  # admitted but not saved: its held frames go nowhere
             await self.control.leave(run)
             raise failure
-        start()  # already started unless the service admitted it without the callback
+        self.runs.add(run)  # starts it: the first upstream request follows the admission
         return run
 
     async def launch_turn(

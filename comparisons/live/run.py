@@ -273,8 +273,6 @@ class ComparisonRun:
         self._save_lock = asyncio.Lock()
         self._main: asyncio.Task[None] | None = None
         self._final: Frame | None = None
-        #: :meth:`abort` was called (it is not started from then on).
-        self.aborted = False
 
     def _enter(self, state: RunState) -> None:
         if state not in _NEXT[self.state]:
@@ -308,21 +306,6 @@ class ComparisonRun:
             self._enter(RunState.STREAMING)
             self._main = asyncio.create_task(self._run(), name=f"comparison-{self.comparison_id}")
         return self._main
-
-    @property
-    def started(self) -> bool:
-        return self._main is not None
-
-    def abort(self) -> None:
-        """Stop a run whose admission could not be saved after all (its transaction failed
-        after its providers were called): its frames are still held, so nothing of it is
-        sent, and nothing of it is saved beyond its slots' no-op updates."""
-        self.aborted = True
-        if self._main is not None:
-            self._main.cancel()
-        for slot in self.slots:
-            if slot.task is not None:
-                slot.task.cancel()
 
     def snapshot(self) -> dict[str, Any]:
         models = [slot.snapshot() for slot in self.slots]
