@@ -351,7 +351,9 @@ class Bench:
             env["REDIS_URL"] = REDIS
         return env
 
-    def start_server(self, server: str, layer: str, name: str) -> tuple[Child, str]:
+    def start_server(
+        self, server: str, layer: str, name: str, root: Path = ROOT
+    ) -> tuple[Child, str]:
         port = free_port()
         env = self.server_env(layer)
         if server == "uvicorn":
@@ -388,7 +390,7 @@ class Bench:
                 "--",
                 *argv,
             ]
-        child = Child(name, argv, env, self.logs)
+        child = Child(name, argv, env, self.logs, cwd=root)
         self.children.append(child)
         wait_http(f"http://127.0.0.1:{port}/", child)
         return child, f"ws://127.0.0.1:{port}/ws"
@@ -1111,6 +1113,24 @@ def main() -> None:
     )
     extra_modes(parser)
     parser.add_argument(
+        "--suite-levels",
+        nargs="*",
+        metavar="LEVEL",
+        help="run only these levels of the interleaved comparison (ttft, 50, 200)",
+    )
+    parser.add_argument(
+        "--suite-variants",
+        nargs="*",
+        metavar="VARIANT",
+        help="run only these variants of it (lean, ws, floor, sio, sdk, litellm, ws-before)",
+    )
+    parser.add_argument(
+        "--suite-before",
+        metavar="DIR",
+        help="a checkout of earlier code: its server runs beside the current one as variant "
+        "ws-before (e.g. git worktree add --detach DIR COMMIT), a before/after in one run",
+    )
+    parser.add_argument(
         "--reps",
         type=int,
         help="repetitions of the interleaved comparison (default 5; 3 with --quick)",
@@ -1136,6 +1156,9 @@ def main() -> None:
         case=Case,
         database=Database,
         litellm_key=LITELLM_KEY,
+        only_levels=args.suite_levels,
+        only_variants=args.suite_variants,
+        before=Path(args.suite_before).resolve() if args.suite_before else None,
     )
     try:
         if run_suite:

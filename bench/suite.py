@@ -89,6 +89,9 @@ VARIANTS = {
     "sio": Variant("sio", "server Socket.IO (daphne)", "bench.loadgen", "server"),
     "sdk": Variant("sdk", "SDK direct (reference)", "bench.direct", "worker"),
     "litellm": Variant("litellm", "LiteLLM proxy (SSE)", "bench.peer", "litellm"),
+    "ws-before": Variant(
+        "ws-before", "server /ws (daphne), code of --suite-before", "bench.loadgen", "before"
+    ),
 }
 
 
@@ -254,6 +257,9 @@ class Suite:
         case: type[Case],
         database: Any,
         litellm_key: str,
+        only_levels: list[str] | None = None,
+        only_variants: list[str] | None = None,
+        before: Path | None = None,
     ) -> None:
         # The harness's Case, Database and LiteLLM key are passed in: bench.__main__ imports
         # this module, so importing it back would be a cycle.
@@ -268,6 +274,9 @@ class Suite:
         self.urls: dict[str, str] = {}
         self.pids: dict[str, list[int]] = {}
         self.pool = Pool(bench.logs)
+        self.only_levels = only_levels
+        self.only_variants = only_variants
+        self.before = before
 
     # --- processes --------------------------------------------------------------------------
     def start(self) -> None:
@@ -294,6 +303,11 @@ class Suite:
         self.children.append(server)
         self.urls["server"] = url
         self.pids["server"] = bench.server_pids(server)
+        if self.before is not None:
+            server, url = bench.start_server("daphne", "memory", "suite-before", self.before)
+            self.children.append(server)
+            self.urls["before"] = url
+            self.pids["before"] = bench.server_pids(server)
         port = free_port()
         floor = Child(
             "floor",
@@ -317,6 +331,8 @@ class Suite:
         # Warm-up (not recorded) of both relays: lazy imports, connection pools, first calls.
         warm = self.case("warm", "relay", 4, scenario="warm", deltas=4, rate=1000.0)
         bench.run_case(warm, (self.urls["server"], None), [])
+        if "before" in self.urls:
+            bench.run_case(warm, (self.urls["before"], None), [])
         bench.run_case(warm, (self.urls["floor"], None), [])
 
     def stop(self) -> None:
@@ -328,9 +344,17 @@ class Suite:
     # --- one run ----------------------------------------------------------------------------
     def variants(self, level: Level) -> list[str]:
         names = ["lean", "ws", "floor", "sio", "sdk"]
+        if "before" in self.urls:
+            names.insert(2, "ws-before")
         if level.name == "ttft" and "litellm" in self.urls:
             names.append("litellm")
+        if self.only_variants:
+            names = [n for n in names if n == LEAN or n in self.only_variants]
         return names
+
+    def levels(self) -> list[Level]:
+        every = levels(self.quick)
+        return [lv for lv in every if not self.only_levels or lv.name in self.only_levels]
 
     def run(self, variant: str, level: Level, rep: int) -> Run:
         bench = self.bench
@@ -359,7 +383,7 @@ class Suite:
         go = bench.logs / f"{tag}.go"
         base: dict[str, Any] = {"go": str(go), "ramp": ramp, "timeout": timeout + allowance}
         if v.module == "bench.loadgen":
-            url = self.urls["floor" if variant == "floor" else "server"]
+            url = self.urls[v.relay]
             if variant == "sio":
                 url = url.removesuffix("/ws") + "/socket.io/?EIO=4&transport=websocket"
             base |= {"url": url, "watch_url": None, "transport": case.transport}
@@ -377,7 +401,7 @@ class Suite:
                 break
             time.sleep(0.01)
         roles = {"upstream": self.pids["upstream"]}
-        if v.relay in ("server", "floor", "litellm"):
+        if v.relay in ("server", "before", "floor", "litellm"):
             roles["relay"] = self.pids[v.relay]
         start_at = time.monotonic() + 0.2
         staged = go.with_suffix(".staged")
@@ -492,7 +516,7 @@ class Suite:
     def execute(self) -> None:
         self.start()
         try:
-            for level in levels(self.quick):
+            for level in self.levels():
                 names = self.variants(level)
                 for rep in range(self.reps):
                     k = rep % len(names)
