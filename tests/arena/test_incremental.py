@@ -4,11 +4,13 @@ and tag edit, and after a rebuild."""
 
 from __future__ import annotations
 
+import io
 import random
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from arena import selectors, services
@@ -112,10 +114,13 @@ def test_kept_sums_and_boards_match_the_raw_battles_after_every_change() -> None
         for tag in TAGS
         for day in [None, *days]
     }
-    services.battles_rebuild()  # from the votes: each counts on the day it was last cast
+    # The command recreates the battles from the votes (each counted on the day it was last
+    # cast) and recounts the sums, then refits every stored board (since-day ones included).
+    call_command("arena_ratings", "--rebuild", stdout=io.StringIO())
     assert {
         key: nonzero(
             selectors.pair_tally(scope=services.scope_key(user_id=key[0]), tag=key[1], since=key[2])
         )
         for key in kept
     } == kept
+    check_boards(days, "arena_ratings --rebuild")
