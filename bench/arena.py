@@ -9,8 +9,8 @@ The real server (``manage.py serve``, ``DJANGO_DEBUG=0``) is then started on it 
 HTTP with a real RS256 token:
 
 - *first fit*: the first request for a board (none stored yet): the kept sums of its scope and
-  tag (all time, or the daily and weekly ones from its since-day on), then Bradley-Terry and
-  200 bootstrap rounds; for the plain board, ``scope=me``, and each board of :func:`filters`;
+  tag (all time, or the daily ones from its since-day on), then Bradley-Terry and 200 bootstrap
+  rounds; for the plain board, ``scope=me``, and each filtered board of ``FILTERS``;
 - *after a vote*: ``--rounds`` times, a ``PUT …/votes/0`` (every stored board is now stale),
   then one request for each board: each one a refit from the kept sums;
 - *stored*: the other requests, answered from the stored board (two indexed reads).
