@@ -126,14 +126,12 @@ class PairTally(models.Model):
 
 
 class DailyPairTally(models.Model):
-    """:class:`PairTally` per UTC day of the battles' ``cast_at``, and per week (Monday to
-    Sunday, UTC): a ``since`` board sums the days of its since-day's week from that day on,
-    then the whole weeks after it (docs/protocol.md, "Leaderboard")."""
+    """:class:`PairTally` per UTC day of the battles' ``cast_at``: a ``since`` board sums the
+    days from the since-day onward (docs/protocol.md, "Leaderboard")."""
 
     scope = models.CharField(max_length=300)
     tag = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
-    week = models.BooleanField(default=False, help_text="A week's sums; day is its Monday.")
-    day = models.DateField(help_text="The UTC date of the battles' cast_at (or its Monday).")
+    day = models.DateField(help_text="The UTC date of the battles' cast_at.")
     model_a = models.CharField(max_length=320)
     model_b = models.CharField(max_length=320)
     result = models.CharField(max_length=8, choices=Battle.Result.choices)
@@ -143,7 +141,7 @@ class DailyPairTally(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["scope", "tag", "week", "day", "model_a", "model_b", "result"],
+                fields=["scope", "tag", "day", "model_a", "model_b", "result"],
                 name="daily_pair_tally_key",
             )
         ]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Max, Min, Prefetch, Q, Sum
+from django.db.models import Prefetch, Sum
 
 from arena.errors import NotFound
 from arena.models import (
@@ -135,43 +135,27 @@ def battle_tally(*, user_id: str | None, tag: str = "", since: datetime | None =
     return {(a, b, result): [n, v] for a, b, result, n, v in rows}
 
 
-def _days_and_weeks(start: date, end: date) -> Q:
-    """The kept daily and weekly sums that add up to the days ``start <= day < end`` (either
-    may be open, ``date.min``/``date.max``): whole weeks as weeks, the ends as days."""
-    first_monday = start + timedelta(days=(7 - start.weekday()) % 7)
-    last_monday = end - timedelta(days=end.weekday())
-    if first_monday >= last_monday:  # no whole week in between
-        return Q(week=False, day__gte=start, day__lt=end)
-    return (
-        Q(week=False, day__gte=start, day__lt=first_monday)
-        | Q(week=True, day__gte=first_monday, day__lt=last_monday)
-        | Q(week=False, day__gte=last_monday, day__lt=end)
-    )
-
-
 def pair_tally(*, scope: str, tag: str = "", since: date | None = None) -> Tally:
     """The kept sums of a scope (``*`` or ``u:<user id>``) and tag (``''``: any): all time, or
-    over the UTC days from ``since`` on: the days to the end of its week, then whole weeks. For
-    a since-day in the older half of the kept days, the all-time sums minus the days before it:
-    fewer rows to add up."""
+    over the UTC days from ``since`` on. For a since-day in the older half of the kept days, the
+    all-time sums minus the days before it: fewer daily rows to add up."""
     every = PairTally.objects.filter(scope=scope, tag=tag).values_list(
         "model_a", "model_b", "result", "battles", "votes"
     )
     if since is None:
         return {(a, b, result): [n, v] for a, b, result, n, v in every}
     days = DailyPairTally.objects.filter(scope=scope, tag=tag)
-    span = days.filter(week=False).aggregate(first=Min("day"), last=Max("day"))
-    first, last = span["first"], span["last"]
+    first = days.order_by("day").values_list("day", flat=True).first()
+    last = days.order_by("-day").values_list("day", flat=True).first()
     if first is None or last is None or since > last:
         return {}
     tally: Tally = {}
     sign = 1
-    # Weeks run Monday to Sunday: bounds rounded out to whole weeks stay within the kept ones.
-    daily = days.filter(_days_and_weeks(since, last + timedelta(days=7 - last.weekday())))
+    daily = days.filter(day__gte=since)
     if since - first < last - since:
         tally = {(a, b, result): [n, v] for a, b, result, n, v in every}
         sign = -1
-        daily = days.filter(_days_and_weeks(first - timedelta(days=first.weekday()), since))
+        daily = days.filter(day__lt=since)
     rows = (
         daily.values_list("model_a", "model_b", "result")
         .annotate(n=Sum("battles"), v=Sum("votes"))

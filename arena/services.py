@@ -140,10 +140,8 @@ def _battles(vote: Vote, comparison: Comparison) -> list[Battle]:
     return result
 
 
-#: A kept sum's period: ``None`` (all time), ``(False, day)`` or ``(True, its week's Monday)``.
-Period = tuple[bool, date] | None
-#: A kept sum's key: ``(scope, tag, period, model_a, model_b, result)``.
-TallyKey = tuple[str, str, Period, str, str, str]
+#: A kept sum's key: ``(scope, tag, UTC day or None for all time, model_a, model_b, result)``.
+TallyKey = tuple[str, str, date | None, str, str, str]
 #: A ledger row as the sums see it: ``(user_id, cast_at, model_a, model_b, result, delta, votes)``.
 LedgerRow = tuple[str, datetime, str, str, str, int, int]
 
@@ -153,23 +151,18 @@ def battle_day(*, cast_at: datetime) -> date:
     return cast_at.astimezone(UTC).date()
 
 
-def _periods(day: date) -> tuple[Period, Period, Period]:
-    """The kept sums a battle of ``day`` counts in: all time, its day, its week."""
-    return None, (False, day), (True, day - timedelta(days=day.weekday()))
-
-
 def _tally_sums(
     rows: Iterable[LedgerRow], *, tags: Iterable[str], sign: int = 1
 ) -> dict[TallyKey, list[int]]:
     """The kept sums ``rows`` add to (``sign = -1``: take away), in every scope, tag of
-    ``tags`` (``''`` = any) and period (all time, the row's day and week) they count in."""
+    ``tags`` (``''`` = any) and period (all time and the row's day) they count in."""
     tags = list(tags)
     sums: dict[TallyKey, list[int]] = {}
     for user_id, cast_at, a, b, result, delta, votes in rows:
-        periods = _periods(battle_day(cast_at=cast_at))
+        day = battle_day(cast_at=cast_at)
         for scope in (ALL, scope_key(user_id=user_id)):
             for tag in tags:
-                for period in periods:
+                for period in (None, day):
                     total = sums.setdefault((scope, tag, period, a, b, result), [0, 0])
                     total[0] += sign * delta
                     total[1] += sign * votes
@@ -192,12 +185,11 @@ def _tallies_upsert(sums: dict[TallyKey, list[int]]) -> None:
         if not rows:
             continue
         table = connection.ops.quote_name(model._meta.db_table)
-        columns = ["scope", "tag", *(["week", "day"] if daily else [])]
-        columns += ["model_a", "model_b", "result"]
+        columns = ["scope", "tag", *(["day"] if daily else []), "model_a", "model_b", "result"]
         values = ", ".join([f"({', '.join(['%s'] * (len(columns) + 2))})"] * len(rows))
         params: list[Any] = []
-        for (scope, tag, period, a, b, result), (battle_sum, vote_sum) in rows:
-            params.extend([scope, tag, *(period or ()), a, b, result])
+        for (scope, tag, day, a, b, result), (battle_sum, vote_sum) in rows:
+            params.extend([scope, tag, *([day] if daily else []), a, b, result])
             params.extend([battle_sum, vote_sum])
         with connection.cursor() as cursor:
             cursor.execute(
@@ -253,7 +245,7 @@ def pair_tallies_rebuild() -> None:
     rows = [("", *row) for row in untagged] + list(tagged)
     for tag, user_id, day, a, b, result, n, v in rows:
         for scope in (ALL, scope_key(user_id=user_id)):
-            for period in _periods(day):
+            for period in (None, day):
                 total = sums.setdefault((scope, tag, period, a, b, result), [0, 0])
                 total[0] += n
                 total[1] += v
@@ -261,26 +253,18 @@ def pair_tallies_rebuild() -> None:
     PairTally.objects.bulk_create(
         [
             PairTally(scope=scope, tag=tag, model_a=a, model_b=b, result=r, battles=n, votes=v)
-            for (scope, tag, period, a, b, r), (n, v) in kept
-            if period is None
+            for (scope, tag, day, a, b, r), (n, v) in kept
+            if day is None
         ],
         batch_size=1000,
     )
     DailyPairTally.objects.bulk_create(
         [
             DailyPairTally(
-                scope=scope,
-                tag=tag,
-                week=period[0],
-                day=period[1],
-                model_a=a,
-                model_b=b,
-                result=r,
-                battles=n,
-                votes=v,
+                scope=scope, tag=tag, day=day, model_a=a, model_b=b, result=r, battles=n, votes=v
             )
-            for (scope, tag, period, a, b, r), (n, v) in kept
-            if period is not None
+            for (scope, tag, day, a, b, r), (n, v) in kept
+            if day is not None
         ],
         batch_size=1000,
     )

@@ -1,7 +1,7 @@
 """Kept pair sums per tag and per UTC day (tag and since boards fitted from them, not from a
 GROUP BY over the battles); stored boards lose their ledger mark and counts."""
 
-from datetime import UTC, timedelta
+from datetime import UTC
 from typing import Any
 
 from django.db import migrations, models
@@ -29,7 +29,7 @@ def refill(apps: Any, schema_editor: Any) -> None:
     sums: dict[tuple[Any, ...], list[int]] = {}
     for tag, user_id, day, a, b, result, n, v in [("", *row) for row in untagged] + list(tagged):
         for scope in ("*", f"u:{user_id}"):
-            for period in (None, (False, day), (True, day - timedelta(days=day.weekday()))):
+            for period in (None, day):
                 total = sums.setdefault((scope, tag, period, a, b, result), [0, 0])
                 total[0] += n
                 total[1] += v
@@ -44,17 +44,7 @@ def refill(apps: Any, schema_editor: Any) -> None:
     )
     daily.objects.bulk_create(
         [
-            daily(
-                scope=s,
-                tag=t,
-                week=d[0],
-                day=d[1],
-                model_a=a,
-                model_b=b,
-                result=r,
-                battles=n,
-                votes=v,
-            )
+            daily(scope=s, tag=t, day=d, model_a=a, model_b=b, result=r, battles=n, votes=v)
             for (s, t, d, a, b, r), (n, v) in kept
             if d is not None
         ],
@@ -91,18 +81,7 @@ class Migration(migrations.Migration):
                 ),
                 ("scope", models.CharField(max_length=300)),
                 ("tag", models.CharField(blank=True, default="", max_length=40)),
-                (
-                    "week",
-                    models.BooleanField(
-                        default=False, help_text="A week's sums; day is its Monday."
-                    ),
-                ),
-                (
-                    "day",
-                    models.DateField(
-                        help_text="The UTC date of the battles' cast_at (or its Monday)."
-                    ),
-                ),
+                ("day", models.DateField(help_text="The UTC date of the battles' cast_at.")),
                 ("model_a", models.CharField(max_length=320)),
                 ("model_b", models.CharField(max_length=320)),
                 (
@@ -118,7 +97,7 @@ class Migration(migrations.Migration):
             options={
                 "constraints": [
                     models.UniqueConstraint(
-                        fields=("scope", "tag", "week", "day", "model_a", "model_b", "result"),
+                        fields=("scope", "tag", "day", "model_a", "model_b", "result"),
                         name="daily_pair_tally_key",
                     )
                 ],
