@@ -10,7 +10,7 @@ HTTP with a real RS256 token:
 
 - *first fit*: the first request for a board (none stored yet): the kept sums of its scope and
   tag (all time, or the daily ones from its since-day on), then Bradley-Terry and 200 bootstrap
-  rounds; for the plain board, ``scope=me``, and each filtered board of ``FILTERS``;
+  rounds; for the plain board, ``scope=me``, and each board of :func:`filters`;
 - *after a vote*: ``--rounds`` times, a ``PUT …/votes/0`` (every stored board is now stale),
   then one request for each board: each one a refit from the kept sums;
 - *stored*: the other requests, answered from the stored board (two indexed reads).
