@@ -6,7 +6,7 @@ the answer. Refusals are :class:`~arena.errors.ArenaError`s, answered by the API
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from asgiref.sync import sync_to_async
@@ -98,7 +98,11 @@ class ExportParams(Schema):
 
 class LeaderboardParams(Schema):
     scope: Literal["me", "all"] = Field("me", description="'me': my votes; 'all': everyone's.")
-    since: datetime | None = Field(None, description="Only votes cast from then (ISO 8601).")
+    since: datetime | None = Field(
+        None,
+        description="Only votes cast on or after this UTC day: an ISO 8601 date, or a date-time "
+        "(naive = UTC) rounded down to the start of its UTC day.",
+    )
     tag: Annotated[Text, Field(max_length=200)] | None = Field(None, description="Prompt tag.")
 
 
@@ -295,11 +299,8 @@ async def export(
 )
 async def leaderboard(request: HttpRequest, params: Query[LeaderboardParams]) -> Any:
     tag = services.tag_normalise(name=params.tag) if params.tag is not None else ""
-    since = params.since
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
     return await sync_to_async(services.leaderboard_current)(
-        user_id=user_id(request) if params.scope == "me" else None, tag=tag, since=since
+        user_id=user_id(request) if params.scope == "me" else None, tag=tag, since=params.since
     )
 
 

@@ -10,6 +10,8 @@ from django.db import models
 
 from comparisons.models import Comparison
 
+TAG_MAX_LENGTH = 40
+
 
 class Outcome(models.TextChoices):
     """What a vote says besides naming a winning slot key."""
@@ -58,7 +60,7 @@ class Battle(models.Model):
     """One pairwise result a counted vote stands for (a vote over N models is N-1 or
     N(N-1)/2 of them), in an append-only ledger: a changed, undone or voided vote adds a
     ``delta = -1`` copy of each of its rows instead of deleting them. The rating fit sums
-    ``delta``; a stored board catches up by reading only the rows after its ``mark``.
+    ``delta``; the same writes keep its sums per scope, tag and day (:class:`PairTally`).
     ``model_a < model_b``. Rows are never deleted outside ``arena_ratings --rebuild`` (which also
     drops the stored boards): anything that deletes comparisons must rebuild afterwards."""
 
@@ -96,11 +98,16 @@ class Battle(models.Model):
 
 
 class PairTally(models.Model):
-    """The ledger's sums per board scope and ``(model_a, model_b, result)``, kept by the writes
-    that add ledger rows: the board of a scope without tag or period is fitted from these few
-    rows (pairs by results) instead of a ``GROUP BY`` over every battle (docs/benchmarks.md)."""
+    """The ledger's sums per board scope, tag and ``(model_a, model_b, result)``, kept by the
+    writes that add ledger rows and by tag changes: a board without period is fitted from these
+    few rows (pairs by results) instead of a ``GROUP BY`` over every battle (docs/benchmarks.md).
+    ``tag = ''`` holds every battle of the scope; a tag's rows hold the battles of the
+    comparisons that carry it now."""
 
     scope = models.CharField(max_length=300, help_text="'*' (all users) or 'u:<user id>'.")
+    tag = models.CharField(
+        max_length=TAG_MAX_LENGTH, blank=True, default="", help_text="'' for any."
+    )
     model_a = models.CharField(max_length=320)
     model_b = models.CharField(max_length=320)
     result = models.CharField(max_length=8, choices=Battle.Result.choices)
@@ -110,12 +117,37 @@ class PairTally(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["scope", "model_a", "model_b", "result"], name="pair_tally_key"
+                fields=["scope", "tag", "model_a", "model_b", "result"], name="pair_tally_key"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.scope} {self.model_a} vs {self.model_b}: {self.result} x{self.battles}"
+        return f"{self.scope} {self.tag} {self.model_a} vs {self.model_b}: {self.result}"
+
+
+class DailyPairTally(models.Model):
+    """:class:`PairTally` per UTC day of the battles' ``cast_at``: a ``since`` board sums the
+    days from the since-day onward (docs/protocol.md, "Leaderboard")."""
+
+    scope = models.CharField(max_length=300)
+    tag = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    day = models.DateField(help_text="The UTC date of the battles' cast_at.")
+    model_a = models.CharField(max_length=320)
+    model_b = models.CharField(max_length=320)
+    result = models.CharField(max_length=8, choices=Battle.Result.choices)
+    battles = models.BigIntegerField(default=0)
+    votes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "tag", "day", "model_a", "model_b", "result"],
+                name="daily_pair_tally_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.tag} {self.day} {self.model_a} vs {self.model_b}: {self.result}"
 
 
 class SelfNamedFlag(models.Model):
@@ -140,7 +172,7 @@ class SelfNamedFlag(models.Model):
 class Tag(models.Model):
     """A topic the owner gave a comparison's prompt, to re-rank the leaderboard by topic."""
 
-    MAX_LENGTH = 40
+    MAX_LENGTH = TAG_MAX_LENGTH
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=MAX_LENGTH)
@@ -184,16 +216,15 @@ class Counter(models.Model):
 
 
 class Leaderboard(models.Model):
-    """A computed board (materialised): served as is while ``version`` is its counter's; when
-    stale, ``counts`` plus the ledger rows after ``mark`` give the new input of the fit."""
+    """A computed board (materialised): served as is while ``version`` (and, for a tag board,
+    ``tags_version``) is its counter's; when stale, refitted from the kept pair sums.
+    ``since`` is the board's UTC since-day (``YYYY-MM-DD``) or ''."""
 
     scope = models.CharField(max_length=300, help_text="'*' (all users) or 'u:<user id>'.")
     tag = models.CharField(max_length=Tag.MAX_LENGTH, blank=True, default="")
-    since = models.CharField(max_length=40, blank=True, default="")
+    since = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
     version = models.BigIntegerField()
     tags_version = models.BigIntegerField(default=0)
-    mark = models.BigIntegerField(default=0, help_text="The last ledger row counted.")
-    counts = models.JSONField(default=list, help_text="[[a, b, result, battles, votes], …]")
     result = models.JSONField()
     computed_at = models.DateTimeField()
 

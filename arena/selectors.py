@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db.models import Prefetch, Sum
@@ -12,6 +12,7 @@ from arena.errors import NotFound
 from arena.models import (
     Battle,
     Counter,
+    DailyPairTally,
     Leaderboard,
     PairTally,
     SelfNamedFlag,
@@ -91,19 +92,16 @@ def counter_version(*, key: str) -> int:
     return Counter.objects.filter(pk=key).values_list("version", flat=True).first() or 0
 
 
-def _since_key(since: datetime | None) -> str:
-    return since.astimezone(UTC).isoformat() if since else ""
-
-
 def leaderboard_cached(
-    *, user_id: str | None, tag: str = "", since: datetime | None = None
+    *, user_id: str | None, tag: str = "", since: date | None = None
 ) -> dict[str, Any] | None:
-    """The stored board if nothing that moves it changed since it was fitted; else None."""
+    """The stored board if nothing that moves it changed since it was fitted; else None.
+    ``since``: the board's UTC since-day."""
     from arena.services import scope_key, tags_key
 
     scope = scope_key(user_id=user_id)
     row = (
-        Leaderboard.objects.filter(scope=scope, tag=tag, since=_since_key(since))
+        Leaderboard.objects.filter(scope=scope, tag=tag, since=since.isoformat() if since else "")
         .values_list("version", "tags_version", "result")
         .first()
     )
@@ -119,21 +117,10 @@ def leaderboard_cached(
 Tally = dict[tuple[str, str, str], list[int]]
 
 
-def ledger_mark() -> int:
-    """The id of the last battle ledger row (0 when empty)."""
-    return Battle.objects.order_by("-id").values_list("id", flat=True).first() or 0
-
-
-def battle_tally(
-    *,
-    user_id: str | None,
-    tag: str = "",
-    since: datetime | None = None,
-    after: int = 0,
-    upto: int,
-) -> Tally:
-    """Sums of the ledger rows ``after < id <= upto`` in a board's scope, tag and period."""
-    battles = Battle.objects.filter(id__gt=after, id__lte=upto)
+def battle_tally(*, user_id: str | None, tag: str = "", since: datetime | None = None) -> Tally:
+    """Sums of the whole ledger in a board's scope, tag and period: one ``GROUP BY`` over the
+    matching battles (the kept sums of :func:`pair_tally` are checked against it)."""
+    battles = Battle.objects.all()
     if user_id is not None:
         battles = battles.filter(user_id=user_id)
     if since is not None:
@@ -148,12 +135,37 @@ def battle_tally(
     return {(a, b, result): [n, v] for a, b, result, n, v in rows}
 
 
-def pair_tally(*, scope: str) -> Tally:
-    """The ledger's sums in a scope (``*`` or ``u:<user id>``), without tag or period filter."""
-    rows = PairTally.objects.filter(scope=scope).values_list(
+def pair_tally(*, scope: str, tag: str = "", since: date | None = None) -> Tally:
+    """The kept sums of a scope (``*`` or ``u:<user id>``) and tag (``''``: any): all time, or
+    over the UTC days from ``since`` on. For a since-day in the older half of the kept days, the
+    all-time sums minus the days before it: fewer daily rows to add up."""
+    every = PairTally.objects.filter(scope=scope, tag=tag).values_list(
         "model_a", "model_b", "result", "battles", "votes"
     )
-    return {(a, b, result): [n, v] for a, b, result, n, v in rows}
+    if since is None:
+        return {(a, b, result): [n, v] for a, b, result, n, v in every}
+    days = DailyPairTally.objects.filter(scope=scope, tag=tag)
+    first = days.order_by("day").values_list("day", flat=True).first()
+    last = days.order_by("-day").values_list("day", flat=True).first()
+    if first is None or last is None or since > last:
+        return {}
+    tally: Tally = {}
+    sign = 1
+    daily = days.filter(day__gte=since)
+    if since - first < last - since:
+        tally = {(a, b, result): [n, v] for a, b, result, n, v in every}
+        sign = -1
+        daily = days.filter(day__lt=since)
+    rows = (
+        daily.values_list("model_a", "model_b", "result")
+        .annotate(n=Sum("battles"), v=Sum("votes"))
+        .order_by()
+    )
+    for a, b, result, n, v in rows:
+        sums = tally.setdefault((a, b, result), [0, 0])
+        sums[0] += sign * n
+        sums[1] += sign * v
+    return tally
 
 
 _RESULT_COLUMN: dict[str, int] = {Battle.Result.A: 0, Battle.Result.B: 1}  # ties: 2

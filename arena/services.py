@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import combinations
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from arena import selectors
@@ -32,6 +33,7 @@ from arena.errors import Conflict, Invalid, NotFound
 from arena.models import (
     Battle,
     Counter,
+    DailyPairTally,
     Leaderboard,
     Outcome,
     PairTally,
@@ -98,8 +100,7 @@ def _counters_bump(*, user_id: str) -> None:
     """Every board this user's votes are on is now stale (theirs and the team's).
 
     Called *before* writing ledger rows: the team counter's row lock, held to the commit,
-    serialises ledger writers, so ledger ids are committed in order and a board's ``mark``
-    never skips a row that commits later.
+    serialises the writers of the ledger and its kept sums.
     """
     _bump([ALL, scope_key(user_id=user_id)])
 
@@ -139,61 +140,141 @@ def _battles(vote: Vote, comparison: Comparison) -> list[Battle]:
     return result
 
 
-def pair_tallies_add(*, battles: Sequence[Battle]) -> None:
-    """Add new ledger rows to the per-scope sums (:class:`~arena.models.PairTally`), in the
-    transaction that writes them. One upsert; rows in a fixed order (no lock-order deadlock)."""
-    sums: dict[tuple[str, str, str, str], list[int]] = {}
-    for row in battles:
-        for scope in (ALL, scope_key(user_id=row.user_id)):
-            total = sums.setdefault((scope, row.model_a, row.model_b, row.result), [0, 0])
-            total[0] += row.delta
-            total[1] += row.votes
-    if not sums:
-        return
-    table = connection.ops.quote_name(PairTally._meta.db_table)
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(sums))
-    params: list[Any] = []
-    for key, (battle_sum, vote_sum) in sorted(sums.items()):
-        params.extend([*key, battle_sum, vote_sum])
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (scope, model_a, model_b, result, battles, votes) "
-            f"VALUES {values} ON CONFLICT (scope, model_a, model_b, result) DO UPDATE SET "
-            f"battles = {table}.battles + EXCLUDED.battles, "
-            f"votes = {table}.votes + EXCLUDED.votes",
-            params,
+#: A kept sum's key: ``(scope, tag, UTC day or None for all time, model_a, model_b, result)``.
+TallyKey = tuple[str, str, date | None, str, str, str]
+#: A ledger row as the sums see it: ``(user_id, cast_at, model_a, model_b, result, delta, votes)``.
+LedgerRow = tuple[str, datetime, str, str, str, int, int]
+
+
+def battle_day(*, cast_at: datetime) -> date:
+    """The day a battle counts on: the UTC date of its ``cast_at`` (``since`` boards)."""
+    return cast_at.astimezone(UTC).date()
+
+
+def _tally_sums(
+    rows: Iterable[LedgerRow], *, tags: Iterable[str], sign: int = 1
+) -> dict[TallyKey, list[int]]:
+    """The kept sums ``rows`` add to (``sign = -1``: take away), in every scope, tag of
+    ``tags`` (``''`` = any) and period (all time and the row's day) they count in."""
+    tags = list(tags)
+    sums: dict[TallyKey, list[int]] = {}
+    for user_id, cast_at, a, b, result, delta, votes in rows:
+        day = battle_day(cast_at=cast_at)
+        for scope in (ALL, scope_key(user_id=user_id)):
+            for tag in tags:
+                for period in (None, day):
+                    total = sums.setdefault((scope, tag, period, a, b, result), [0, 0])
+                    total[0] += sign * delta
+                    total[1] += sign * votes
+    return sums
+
+
+def _ledger_rows(battles: Iterable[Battle]) -> list[LedgerRow]:
+    return [
+        (row.user_id, row.cast_at, row.model_a, row.model_b, row.result, row.delta, row.votes)
+        for row in battles
+    ]
+
+
+def _tallies_upsert(sums: dict[TallyKey, list[int]]) -> None:
+    """Add ``sums`` to the kept ones: one upsert per table, rows in a fixed order (no
+    lock-order deadlock between writers)."""
+    kept = {key: total for key, total in sums.items() if total[0] or total[1]}
+    for model, daily in ((PairTally, False), (DailyPairTally, True)):
+        rows = sorted((key, total) for key, total in kept.items() if (key[2] is not None) == daily)
+        if not rows:
+            continue
+        table = connection.ops.quote_name(model._meta.db_table)
+        columns = ["scope", "tag", *(["day"] if daily else []), "model_a", "model_b", "result"]
+        values = ", ".join([f"({', '.join(['%s'] * (len(columns) + 2))})"] * len(rows))
+        params: list[Any] = []
+        for (scope, tag, day, a, b, result), (battle_sum, vote_sum) in rows:
+            params.extend([scope, tag, *([day] if daily else []), a, b, result])
+            params.extend([battle_sum, vote_sum])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}, battles, votes) VALUES {values} "
+                f"ON CONFLICT ({', '.join(columns)}) DO UPDATE SET "
+                f"battles = {table}.battles + EXCLUDED.battles, "
+                f"votes = {table}.votes + EXCLUDED.votes",
+                params,
+            )
+
+
+def pair_tallies_add(*, battles: Sequence[Battle], tags: Iterable[str]) -> None:
+    """Add new ledger rows (of a comparison with these ``tags``) to the kept sums
+    (:class:`~arena.models.PairTally`, :class:`~arena.models.DailyPairTally`), in the
+    transaction that writes them."""
+    _tallies_upsert(_tally_sums(_ledger_rows(battles), tags=["", *tags]))
+
+
+def _tallies_retag(comparison: Comparison, *, added: set[str], removed: set[str]) -> None:
+    """Move the comparison's battles into the sums of its new tags and out of its old ones."""
+    Counter.objects.bulk_create([Counter(key=ALL)], ignore_conflicts=True)
+    # The team counter's row lock, which every ledger writer holds: tally writers one at a time.
+    Counter.objects.select_for_update().filter(pk=ALL).first()
+    rows: list[LedgerRow] = list(
+        Battle.objects.filter(comparison=comparison).values_list(
+            "user_id", "cast_at", "model_a", "model_b", "result", "delta", "votes"
         )
+    )
+    if not rows:
+        return
+    sums = _tally_sums(rows, tags=sorted(added))
+    for key, (n, v) in _tally_sums(rows, tags=sorted(removed), sign=-1).items():
+        total = sums.setdefault(key, [0, 0])
+        total[0] += n
+        total[1] += v
+    _tallies_upsert(sums)
 
 
 def pair_tallies_rebuild() -> None:
-    """Recount the per-scope sums from the whole ledger (after a rebuild or a bulk load)."""
+    """Recount the kept sums from the whole ledger (after a rebuild or a bulk load)."""
     PairTally.objects.all().delete()
-    rows = (
-        Battle.objects.values_list("user_id", "model_a", "model_b", "result")
+    DailyPairTally.objects.all().delete()
+    per_day = Battle.objects.annotate(day=TruncDate("cast_at", tzinfo=UTC))
+    grouped = ("user_id", "day", "model_a", "model_b", "result")
+    untagged = per_day.values_list(*grouped).annotate(n=Sum("delta"), v=Sum("votes")).order_by()
+    tagged = (
+        per_day.filter(comparison__tags__isnull=False)
+        .values_list("comparison__tags__name", *grouped)
         .annotate(n=Sum("delta"), v=Sum("votes"))
         .order_by()
     )
-    sums: dict[tuple[str, str, str, str], list[int]] = {}
-    for user_id, a, b, result, n, v in rows:
+    sums: dict[TallyKey, list[int]] = {}
+    rows = [("", *row) for row in untagged] + list(tagged)
+    for tag, user_id, day, a, b, result, n, v in rows:
         for scope in (ALL, scope_key(user_id=user_id)):
-            total = sums.setdefault((scope, a, b, result), [0, 0])
-            total[0] += n
-            total[1] += v
+            for period in (None, day):
+                total = sums.setdefault((scope, tag, period, a, b, result), [0, 0])
+                total[0] += n
+                total[1] += v
+    kept = [(key, total) for key, total in sums.items() if total[0] or total[1]]
     PairTally.objects.bulk_create(
         [
-            PairTally(scope=scope, model_a=a, model_b=b, result=r, battles=n, votes=v)
-            for (scope, a, b, r), (n, v) in sums.items()
-            if n or v
+            PairTally(scope=scope, tag=tag, model_a=a, model_b=b, result=r, battles=n, votes=v)
+            for (scope, tag, day, a, b, r), (n, v) in kept
+            if day is None
+        ],
+        batch_size=1000,
+    )
+    DailyPairTally.objects.bulk_create(
+        [
+            DailyPairTally(
+                scope=scope, tag=tag, day=day, model_a=a, model_b=b, result=r, battles=n, votes=v
+            )
+            for (scope, tag, day, a, b, r), (n, v) in kept
+            if day is not None
         ],
         batch_size=1000,
     )
 
 
-def _ledger_withdraw(vote: Vote) -> None:
+def _ledger_withdraw(vote: Vote) -> list[Battle]:
     """Cancel the vote's live ledger rows with ``-1`` copies (same pair, result, time)."""
     live = list(Battle.objects.filter(vote=vote, delta=1, withdrawn=False))
     if not live:
-        return
+        return []
     written = Battle.objects.bulk_create(
         [
             Battle(
@@ -212,12 +293,18 @@ def _ledger_withdraw(vote: Vote) -> None:
         ]
     )
     Battle.objects.filter(pk__in=[row.pk for row in live]).update(withdrawn=True)
-    pair_tallies_add(battles=written)
+    return written
+
+
+def _tag_names(comparison: Comparison) -> list[str]:
+    return list(Tag.objects.filter(comparison=comparison).values_list("name", flat=True))
 
 
 def _ledger_replace(vote: Vote, comparison: Comparison) -> None:
-    _ledger_withdraw(vote)
-    pair_tallies_add(battles=Battle.objects.bulk_create(_battles(vote, comparison)))
+    """Withdraw the vote's rows and write its current ones; the kept sums in one upsert."""
+    written = _ledger_withdraw(vote) + Battle.objects.bulk_create(_battles(vote, comparison))
+    if written:
+        pair_tallies_add(battles=written, tags=_tag_names(comparison))
 
 
 @transaction.atomic
@@ -268,7 +355,7 @@ def vote_retract(*, user_id: str, comparison_id: str, turn: int = 0) -> None:
         raise Conflict("The models are revealed: this vote can no longer be undone")
     if vote.counted:
         _counters_bump(user_id=user_id)
-        _ledger_withdraw(vote)
+        pair_tallies_add(battles=_ledger_withdraw(vote), tags=_tag_names(comparison))
     vote.delete()
 
 
@@ -348,11 +435,14 @@ def tags_set(*, user_id: str, comparison_id: str, tags: Sequence[str]) -> list[s
     names = sorted({tag_normalise(name=name) for name in tags})
     if len(names) > MAX_TAGS:
         raise Invalid(f"At most {MAX_TAGS} tags per comparison")
+    old = set(_tag_names(comparison))
     Tag.objects.filter(comparison=comparison).exclude(name__in=names).delete()
     Tag.objects.bulk_create(
         [Tag(comparison=comparison, name=name) for name in names], ignore_conflicts=True
     )
     _bump([tags_key(scope=ALL), tags_key(scope=scope_key(user_id=user_id))])
+    if old != set(names):
+        _tallies_retag(comparison, added=set(names) - old, removed=old - set(names))
     return names
 
 
@@ -385,14 +475,15 @@ def share_revoke(*, user_id: str, comparison_id: str) -> int:
 
 
 def _board(
-    *, user_id: str | None, tag: str, since: datetime | None, tally: selectors.Tally
+    *, user_id: str | None, tag: str, since: date | None, tally: selectors.Tally
 ) -> dict[str, Any]:
     counts, votes = selectors.tally_pairs(tally=tally)
     rated = ratings_fit(counts=counts)
     return {
         "scope": "all" if user_id is None else "me",
         "tag": tag or None,
-        "since": since.isoformat() if since else None,
+        # The since-day's first instant: the same ISO 8601 date-time form as before rounding.
+        "since": datetime.combine(since, time(), tzinfo=UTC).isoformat() if since else None,
         "votes": votes,
         "battles": sum(c.a_wins + c.b_wins + c.ties for c in counts),
         "computedAt": timezone.now().isoformat(),
@@ -415,64 +506,54 @@ def _board(
     }
 
 
+def since_day(*, since: datetime | date | None) -> date | None:
+    """The first UTC day a ``since`` board counts: a datetime is rounded down to its UTC date
+    (a naive one is taken as UTC)."""
+    if since is None or not isinstance(since, datetime):
+        return since
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return since.astimezone(UTC).date()
+
+
 def leaderboard_refresh(
-    *, user_id: str | None, tag: str = "", since: datetime | None = None
+    *, user_id: str | None, tag: str = "", since: datetime | date | None = None
 ) -> dict[str, Any]:
-    """Fit the board and store it. A board without tag or period is fitted from the scope's
-    per-pair sums; another is caught up when stored: its counts plus the ledger rows written
-    since (a tag board whose tags changed is recounted in full)."""
+    """Fit the board from the kept pair sums of its scope and tag (for a ``since`` board, the
+    daily ones from its since-day on) and store it."""
     scope = scope_key(user_id=user_id)
-    since_key = since.astimezone(UTC).isoformat() if since else ""
+    day = since_day(since=since)
     version = selectors.counter_version(key=scope)
     tags_version = selectors.counter_version(key=tags_key(scope=scope)) if tag else 0
-    if not tag and since is None:
-        mark = 0  # kept sums, never caught up from the ledger: no mark to keep
-        tally = selectors.pair_tally(scope=scope)
-    else:
-        mark = selectors.ledger_mark()
-        filters: dict[str, Any] = {"user_id": user_id, "tag": tag, "since": since, "upto": mark}
-        stored = (
-            Leaderboard.objects.filter(scope=scope, tag=tag, since=since_key)
-            .values_list("mark", "tags_version", "counts")
-            .first()
-        )
-        if stored is not None and stored[0] <= mark and stored[1] == tags_version:
-            tally = {(a, b, r): [n, v] for a, b, r, n, v in stored[2]}
-            for key, (n, v) in selectors.battle_tally(after=stored[0], **filters).items():
-                sums = tally.setdefault(key, [0, 0])
-                sums[0] += n
-                sums[1] += v
-        else:
-            tally = selectors.battle_tally(**filters)
+    tally = selectors.pair_tally(scope=scope, tag=tag, since=day)
     tally = {key: sums for key, sums in tally.items() if sums[0] or sums[1]}
-    board = _board(user_id=user_id, tag=tag, since=since, tally=tally)
+    board = _board(user_id=user_id, tag=tag, since=day, tally=tally)
     # One upsert (a concurrent request may store the same board first: the later one wins).
     Leaderboard.objects.bulk_create(
         [
             Leaderboard(
                 scope=scope,
                 tag=tag,
-                since=since_key,
+                since=day.isoformat() if day else "",
                 version=version,
                 tags_version=tags_version,
-                mark=mark,
-                counts=[[a, b, r, n, v] for (a, b, r), (n, v) in sorted(tally.items())],
                 result=board,
                 computed_at=timezone.now(),
             )
         ],
         update_conflicts=True,
         unique_fields=["scope", "tag", "since"],
-        update_fields=["version", "tags_version", "mark", "counts", "result", "computed_at"],
+        update_fields=["version", "tags_version", "result", "computed_at"],
     )
     return board
 
 
 def leaderboard_current(
-    *, user_id: str | None, tag: str = "", since: datetime | None = None
+    *, user_id: str | None, tag: str = "", since: datetime | date | None = None
 ) -> dict[str, Any]:
-    """The stored board when no vote, flag or tag changed since it was fitted; else a new fit."""
-    cached = selectors.leaderboard_cached(user_id=user_id, tag=tag, since=since)
+    """The stored board when no vote, flag or tag changed since it was fitted; else a new fit.
+    ``since``: see :func:`since_day`."""
+    cached = selectors.leaderboard_cached(user_id=user_id, tag=tag, since=since_day(since=since))
     if cached is not None:
         return cached
     return leaderboard_refresh(user_id=user_id, tag=tag, since=since)
@@ -485,7 +566,7 @@ def leaderboards_refresh_all() -> list[Leaderboard]:
     for scope, tag, since in sorted(keys):
         user_id = None if scope == ALL else scope.removeprefix("u:")
         leaderboard_refresh(
-            user_id=user_id, tag=tag, since=datetime.fromisoformat(since) if since else None
+            user_id=user_id, tag=tag, since=date.fromisoformat(since) if since else None
         )
     return list(Leaderboard.objects.order_by("scope", "tag", "since"))
 

@@ -2,19 +2,21 @@
 
 A throw-away database (PostgreSQL at ``BENCH_PG_URL``, or a SQLite file with ``--sqlite``) is
 migrated and filled with ``--votes`` blind votes (one comparison of two models each, among 12
-models of known strengths, 20 users, 10 % ties, 3 % both bad) and their battle rows, written in
-bulk by this harness. The real server (``manage.py serve``, ``DJANGO_DEBUG=0``) is then started on
-it and asked over HTTP with a real RS256 token:
+models of known strengths, 20 users, 10 % ties, 3 % both bad, cast over the last ``DAYS`` days, a
+quarter of the prompts tagged ``code``) and their battle rows, written in bulk by this harness,
+then the kept pair sums recounted (``pair_tallies_rebuild``, as ``arena_ratings --rebuild`` does).
+The real server (``manage.py serve``, ``DJANGO_DEBUG=0``) is then started on it and asked over
+HTTP with a real RS256 token:
 
-- *full fit*: the first request (no stored board yet): the scope's per-pair sums (kept by every
-  vote), then Bradley-Terry and 200 bootstrap rounds; *full fit, tag* / *since*: the same for a
-  tag or period board, whose first fit is one GROUP BY over the matching battles;
-- *caught up*: the first request after a vote (the stored board is stale): the stored counts
-  plus the ledger rows after its mark, then the fit;
+- *first fit*: the first request for a board (none stored yet): the kept sums of its scope and
+  tag (all time, or the daily ones from its since-day on), then Bradley-Terry and 200 bootstrap
+  rounds; for the plain board, ``scope=me``, and each board of :func:`filters`;
+- *after a vote*: ``--rounds`` times, a ``PUT …/votes/0`` (every stored board is now stale),
+  then one request for each board: each one a refit from the kept sums;
 - *stored*: the other requests, answered from the stored board (two indexed reads).
 
-Timings are wall-clock per request at the client, nearest-rank percentiles. See
-docs/benchmarks.md ("Leaderboard").
+Timings are wall-clock per request at the client, nearest-rank percentiles; the load average is
+printed with them. See docs/benchmarks.md ("Leaderboard").
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,19 @@ from bench.common import ISSUER, PY, Child, Keys, free_port, machine, pct, wait_
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 MODELS = [(f"vendor{n % 3}", f"model-{n:02d}", 0.15 * (6 - n)) for n in range(12)]
 USERS = 20
+DAYS = 90
+
+
+def filters(today: date) -> dict[str, str]:
+    """The filtered boards timed, by name: their query strings' tails."""
+    month = (today - timedelta(days=30)).isoformat()
+    return {
+        "tag=code": "&tag=code",
+        "since=<30 days ago, a date>": f"&since={month}",
+        "since=<7 days ago, a date-time>": f"&since={today - timedelta(days=7)}T12:34:56Z",
+        "since=2000-01-01 (all days)": "&since=2000-01-01T00:00:00Z",
+        "tag=code&since=<30 days ago>": f"&tag=code&since={month}",
+    }
 
 
 def seed(votes: int, rng_seed: int = 1) -> None:
@@ -98,7 +114,8 @@ def seed(votes: int, rng_seed: int = 1) -> None:
                     slot_models=models,
                 )
             )
-            outcomes.append((comparison, user, models, winner))
+            cast_at = now - timedelta(seconds=int(rng.integers(DAYS * 86400)))
+            outcomes.append((comparison, user, models, winner, cast_at))
         with transaction.atomic():
             Comparison.objects.bulk_create(comparisons)
             # A quarter of the prompts tagged "code", for the tag board's first fit.
@@ -106,7 +123,9 @@ def seed(votes: int, rng_seed: int = 1) -> None:
             ModelResponse.objects.bulk_create(responses)
             Vote.objects.bulk_create(vote_rows)
             battles = []
-            for vote, (comparison, user, models, winner) in zip(vote_rows, outcomes, strict=True):
+            for vote, (comparison, user, models, winner, cast_at) in zip(
+                vote_rows, outcomes, strict=True
+            ):
                 first, second = sorted(models.values())
                 if winner in ("A", "B"):
                     result = "a" if models[winner] == first else "b"
@@ -117,7 +136,7 @@ def seed(votes: int, rng_seed: int = 1) -> None:
                         vote=vote,
                         comparison=comparison,
                         user_id=user,
-                        cast_at=now,
+                        cast_at=cast_at,
                         model_a=first,
                         model_b=second,
                         result=result,
@@ -132,6 +151,42 @@ def seed(votes: int, rng_seed: int = 1) -> None:
     from arena.services import pair_tallies_rebuild
 
     pair_tallies_rebuild()  # what the votes' own writes would have kept
+
+
+def sums_compared(
+    boards: dict[str, str], repetitions: int
+) -> dict[str, dict[str, float | list[float]]]:
+    """In this process, for each board of the team scope: reading its fit's input from the kept
+    sums (now) against one ``GROUP BY`` over the matching battles (the filtered boards' first fit
+    before the sums per tag and day): wall ms, ``repetitions`` times alternately, medians."""
+    from urllib.parse import parse_qs
+
+    from arena import selectors
+
+    result: dict[str, dict[str, float | list[float]]] = {}
+    for name, tail in boards.items():
+        query = {k: v[0] for k, v in parse_qs(tail.lstrip("&")).items()}
+        tag = query.get("tag", "")
+        # The query's since-day (its values here are UTC dates or UTC date-times).
+        since = date.fromisoformat(query["since"][:10]) if "since" in query else None
+        start = datetime.combine(since, datetime.min.time(), tzinfo=UTC) if since else None
+        kept_ms: list[float] = []
+        scan_ms: list[float] = []
+        for _ in range(repetitions):
+            started = time.perf_counter()
+            kept = selectors.pair_tally(scope="*", tag=tag, since=since)
+            kept_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            scanned = selectors.battle_tally(user_id=None, tag=tag, since=start)
+            scan_ms.append((time.perf_counter() - started) * 1000)
+            assert {k: v for k, v in kept.items() if any(v)} == scanned, name
+        result[name] = {
+            "kept_sums_ms": [round(v, 1) for v in kept_ms],
+            "kept_sums_p50_ms": round(pct(kept_ms, 50), 1),
+            "group_by_ms": [round(v, 1) for v in scan_ms],
+            "group_by_p50_ms": round(pct(scan_ms, 50), 1),
+        }
+    return result
 
 
 def timed_get(url: str, token: str) -> tuple[float, Any]:
@@ -159,6 +214,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--votes", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=10, help="votes, each then every board")
+    parser.add_argument("--repetitions", type=int, default=7, help="of the offline sum reads")
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     args = parser.parse_args()
 
@@ -198,6 +255,10 @@ def main() -> None:
         started = time.perf_counter()
         seed(args.votes)
         seeded_s = time.perf_counter() - started
+        load_offline = os.getloadavg()
+        offline = sums_compared(
+            {"scope=all": "", **filters(datetime.now(UTC).date())}, args.repetitions
+        )
         from django.db import connections
 
         connections.close_all()
@@ -217,13 +278,19 @@ def main() -> None:
         idle = keys.token("user_idle")
         warm = [timed_get(base + "/leaderboard?scope=me", idle)[0] for _ in range(5)]
 
-        refits = []
-        full_ms, board = timed_get(board_url, token)
-        full_me_ms, _ = timed_get(base + "/leaderboard?scope=me", token)
-        tag_ms, tagged = timed_get(board_url + "&tag=code", token)
-        since_ms, _ = timed_get(board_url + "&since=2000-01-01T00:00:00Z", token)
+        boards = {
+            "scope=all": board_url,
+            "scope=me": base + "/leaderboard?scope=me",
+            **{name: board_url + tail for name, tail in filters(datetime.now(UTC).date()).items()},
+        }
+        first: dict[str, float] = {}
+        answers: dict[str, Any] = {}
+        for name, url in boards.items():
+            first[name], answers[name] = timed_get(url, token)
+        board = answers["scope=all"]
         stored = [timed_get(board_url, token)[0] for _ in range(args.requests)]
-        # A new vote makes the stored board stale: the next request refits, then stored again.
+        stored_tag = [timed_get(boards["tag=code"], token)[0] for _ in range(args.requests // 4)]
+        # A new vote makes the stored boards stale: the next request for each refits.
         from comparisons import services as comparison_services
 
         one = comparison_services.comparison_create(
@@ -237,37 +304,49 @@ def main() -> None:
             enforce_limits=False,
         )
         connections.close_all()
-        vote_ms = timed_put(f"{base}/sessions/{one.id}/votes/0", token, {"winner": "A"})
-        for n in range(10):
-            ms, after = timed_get(board_url, token)
-            refits.append(ms)
-            winner = ("tie", "B", "A")[n % 3]
-            timed_put(f"{base}/sessions/{one.id}/votes/0", token, {"winner": winner})
+        load_before = os.getloadavg()
+        refits: dict[str, list[float]] = {name: [] for name in boards}
+        votes_ms = []
+        for n in range(args.rounds):
+            winner = ("A", "tie", "B")[n % 3]
+            votes_ms.append(
+                timed_put(f"{base}/sessions/{one.id}/votes/0", token, {"winner": winner})
+            )
+            for name, url in boards.items():
+                ms, answers[name] = timed_get(url, token)
+                refits[name].append(ms)
+        load_after = os.getloadavg()
         stored_after = [timed_get(board_url, token)[0] for _ in range(args.requests)]
-        mine = [timed_get(base + "/leaderboard?scope=me", token)[0] for _ in range(20)]
 
         result = {
             "machine": machine(),
+            "load_average_1_5_15": [round(v, 2) for v in load_before],
+            "load_average_after_refits": [round(v, 2) for v in load_after],
             "database": "SQLite" if args.sqlite else "PostgreSQL",
             "votes": board["votes"],
             "models": len(board["models"]),
             "seed_seconds": round(seeded_s, 1),
             "warm_up_ms": [round(v, 1) for v in warm],
-            "full_fit_ms": round(full_ms, 1),
-            "full_fit_me_ms": round(full_me_ms, 1),
-            "full_fit_tag_ms": round(tag_ms, 1),
-            "tag_votes": tagged["votes"],
-            "full_fit_since_ms": round(since_ms, 1),
-            "caught_up_ms": [round(v, 1) for v in refits],
-            "caught_up_p50_ms": round(pct(refits, 50), 1),
+            "load_average_offline": [round(v, 2) for v in load_offline],
+            "fit_input_offline": offline,
+            "boards": {
+                name: {
+                    "votes": answers[name]["votes"],
+                    "first_fit_ms": round(first[name], 1),
+                    "after_vote_ms": [round(v, 1) for v in refits[name]],
+                    "after_vote_p50_ms": round(pct(refits[name], 50), 1),
+                    "after_vote_max_ms": round(max(refits[name]), 1),
+                }
+                for name in boards
+            },
             "stored_p50_ms": round(pct(stored + stored_after, 50), 2),
             "stored_p95_ms": round(pct(stored + stored_after, 95), 2),
             "stored_max_ms": round(max(stored + stored_after), 2),
-            "me_stored_p50_ms": round(pct(mine[1:], 50), 2),
-            "vote_put_ms": round(vote_ms, 1),
+            "tag_stored_p50_ms": round(pct(stored_tag, 50), 2),
+            "vote_put_p50_ms": round(pct(votes_ms, 50), 1),
             "top": [
                 (m["provider"] + ":" + m["model"], m["rating"], m["lower"], m["upper"])
-                for m in after["models"][:3]
+                for m in answers["scope=all"]["models"][:3]
             ],
         }
         json.dump(result, sys.stdout, indent=2)

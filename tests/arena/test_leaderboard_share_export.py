@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -74,6 +74,16 @@ async def test_leaderboard_ranks_my_blind_votes_and_updates_after_each(tokens) -
     future = (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
     later = (await call("GET", "/leaderboard", alice, query=f"scope=all&since={future}")).json()
     assert later["votes"] == 0 and later["models"] == []
+    # since= counts whole UTC days: a date, or a date-time rounded down to its UTC day's start.
+    today = timezone.now().astimezone(UTC)
+    for since in (today.strftime("%Y-%m-%d"), today.strftime("%Y-%m-%dT23:59:59")):
+        board = (await call("GET", "/leaderboard", alice, query=f"scope=all&since={since}")).json()
+        assert board["votes"] == 10, since
+        assert board["since"] == today.strftime("%Y-%m-%dT00:00:00+00:00")
+    # 01:00 at UTC+14 is still the previous UTC day: today's votes count.
+    tomorrow_early = (today + timedelta(days=1)).strftime("%Y-%m-%dT01:00:00%%2B14:00")
+    board = await call("GET", "/leaderboard", alice, query=f"scope=all&since={tomorrow_early}")
+    assert board.json()["votes"] == 10
 
 
 async def test_a_vote_over_three_models_counts_against_each_other_one(tokens) -> None:

@@ -114,3 +114,59 @@ def test_tags_filter_the_leaderboard_by_topic_scope_and_date(
     expect(rows).to_have_count(2)
     board(playground, tag="code", since="2099-01-01")
     expect(status).to_contain_text("No blind votes yet")
+
+
+def test_a_vote_on_a_follow_up_turn_from_the_page_is_stored_and_ranked(
+    playground: Playground,  # noqa: F811
+    screenshots: Path,
+) -> None:
+    page, expect = playground.page, playground.expect
+    sid = blind_battle(playground, "Pick a number")
+    page.fill("#arena-tags", "turnvote")
+    page.locator("#tags-form").get_by_role("button", name="Save tags").click()
+    expect(page.locator("#arena-status")).to_have_text("Tags: turnvote")
+    turn_one = page.get_by_role("group", name="Vote on turn 1")
+    expect(turn_one).to_have_count(0)  # no follow-up yet: only the first turn's buttons
+    page.fill("#followup-prompt", "Now another one")
+    page.click("#followup-send")
+    expect(playground.column(0).locator(".turn")).to_have_count(2)
+    playground.wait_status(0, "complete")
+    playground.wait_status(1, "complete")
+    expect(turn_one).to_be_visible()
+    undo = turn_one.get_by_role("button", name="Undo vote")
+    expect(undo).to_be_disabled()
+    turn_one.get_by_role("button", name="A", exact=True).click()
+    expect(page.locator("#arena-status")).to_have_text("Your vote on turn 1: A")
+    expect(turn_one.get_by_role("button", name="A", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    # The first turn's controls are untouched: that turn has no vote.
+    expect(page.locator("#unvote")).to_be_disabled()
+    votes = playground.rest(f"/sessions/{sid}/arena")["votes"]
+    assert [(v["turn"], v["winner"], v["counted"]) for v in votes] == [(1, "A", True)]
+    undo.click()
+    expect(page.locator("#arena-status")).to_have_text("Vote on turn 1 withdrawn")
+    assert playground.rest(f"/sessions/{sid}/arena")["votes"] == []
+    turn_one.get_by_role("button", name="Both bad").click()
+    expect(page.locator("#arena-status")).to_have_text("Your vote on turn 1: Both bad")
+    turn_one.get_by_role("button", name="B", exact=True).click()  # changed before the reveal
+    expect(page.locator("#arena-status")).to_have_text("Your vote on turn 1: B")
+    page.screenshot(path=str(screenshots / "arena-turn-vote.png"))
+    page.click("#reveal")
+    expect(page.locator("#reveal")).to_be_hidden()
+    saved = playground.rest(f"/sessions/{sid}")
+    winner = next(m["modelName"] for m in saved["models"] if m["key"] == "B")
+    votes = playground.rest(f"/sessions/{sid}/arena")["votes"]
+    assert [(v["turn"], v["winner"], v["counted"]) for v in votes] == [(1, "B", True)]
+    ranked = playground.rest("/leaderboard?scope=me&tag=turnvote")
+    assert (ranked["votes"], ranked["battles"]) == (1, 1)
+    top = ranked["models"][0]
+    assert (top["model"], top["wins"], top["rank"]) == (winner, 1, 1)
+    # Opened again: the turn's saved vote is shown, and locked ones still show as pressed.
+    playground.open(f"?session={sid}")
+    expect(turn_one.get_by_role("button", name="B", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    board(playground, tag="turnvote")
+    expect(page.locator("#board-rows tr")).to_have_count(2)
+    expect(page.locator("#board-rows tr").nth(0)).to_contain_text(winner)

@@ -24,7 +24,7 @@ class Command(BaseCommand):
             type=int,
             metavar="DAYS",
             help="First drop stored boards not refitted for DAYS days (they are refitted in "
-            "full when asked for again): each distinct since= value stores a board.",
+            "full when asked for again): each distinct since-day (UTC) stores a board.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -506,6 +506,7 @@ async function loadDetail(sessionId) {
     view.detail = detail;
     $("session-prompt").textContent = detail.prompt;
     if (arena.sessionId !== sessionId) arena.open(sessionId, detail);
+    else arena.setTurns(sessionId, detail.turns?.length ?? 1);
     const specs = new Map(detail.models.map((m) => [m.key, m]));
     for (const column of columns) {
       const spec = column.sessionId === sessionId && specs.get(column.key);
@@ -664,6 +665,7 @@ function onTurnStarted(data) {
       column.queueRender();
     }
   }
+  arena.setTurns(data.sessionId, data.turn + 1);
   view.status = "streaming";
   $("followup-prompt").value = "";
   updateSessionBar();
@@ -671,6 +673,7 @@ function onTurnStarted(data) {
 
 function onSnapshotTurns(data) {
   if (!data.turns) return;
+  arena.setTurns(data.sessionId, data.turns.length);
   for (const column of columns) {
     if (column.sessionId !== data.sessionId) continue;
     const box = columnTurns(column);
@@ -977,16 +980,18 @@ class Arena {
     this.sessionId = null;
     this.blind = false;
     this.revealed = true;
-    this.vote = null;
+    this.votes = new Map(); // turn -> the caller's winner ("A", …, "tie", "bothBad")
+    this.turns = 1; // the first prompt and its follow-ups: each has a vote of its own
     this.busy = false;
     this.flags = new Set(); // keys of turn 0's answers flagged as naming their model
   }
 
-  open(sessionId, { blind, revealed }) {
+  open(sessionId, { blind, revealed, turns }) {
     this.sessionId = sessionId;
     this.blind = Boolean(blind);
     this.revealed = Boolean(revealed) || !this.blind;
-    this.vote = null;
+    this.votes = new Map();
+    this.turns = turns?.length || 1;
     this.busy = false;
     this.flags = new Set();
     $("arena-status").textContent = "";
@@ -1001,8 +1006,8 @@ class Arena {
     try {
       const state = await (await api(`/sessions/${encodeURIComponent(sessionId)}/arena`)).json();
       if (this.sessionId !== sessionId) return;
-      const vote = state.votes.find((v) => v.turn === 0);
-      if (vote && this.vote === null) this.vote = vote.winner;
+      for (const vote of state.votes) if (!this.votes.has(vote.turn)) this.votes.set(vote.turn, vote.winner);
+      this.turns = Math.max(this.turns, 1 + Math.max(0, ...state.votes.map((v) => v.turn)));
       for (const flag of state.flags) if (flag.turn === 0) this.flags.add(flag.key);
       if (!$("arena-tags").value) $("arena-tags").value = state.tags.join(", ");
       this.revealed = this.revealed || state.revealed;
@@ -1050,12 +1055,15 @@ class Arena {
     return columns.filter((c) => c.sessionId === this.sessionId && c.key).map((c) => c.key);
   }
 
-  render() {
-    const box = $("arena");
-    const keys = this.keys();
-    box.hidden = !this.sessionId || keys.length < 2;
-    if (box.hidden) return;
-    const buttons = $("vote-buttons");
+  /** A follow-up turn started (or a snapshot says how many there are): it can be voted on. */
+  setTurns(sessionId, turns) {
+    if (sessionId !== this.sessionId || turns <= this.turns) return;
+    this.turns = turns;
+    this.render();
+  }
+
+  /** The vote buttons of one turn (A, B, …, tie, both bad) in ``buttons``, for ``keys``. */
+  renderVoteButtons(buttons, keys, turn) {
     const wanted = [...keys.map((k) => [k, k]), ...OUTCOMES];
     if (buttons.dataset.keys !== wanted.map(([k]) => k).join(" ")) {
       buttons.dataset.keys = wanted.map(([k]) => k).join(" ");
@@ -1065,15 +1073,56 @@ class Arena {
           button.type = "button";
           button.dataset.winner = winner;
           button.textContent = label;
-          button.addEventListener("click", () => this.send("vote", { winner }));
+          button.addEventListener("click", () => this.send("vote", turn ? { winner, turn } : { winner }));
           return button;
         }),
       );
     }
+    const vote = this.votes.get(turn) ?? null;
     for (const button of buttons.querySelectorAll("button")) {
-      button.setAttribute("aria-pressed", button.dataset.winner === this.vote ? "true" : "false");
+      button.setAttribute("aria-pressed", button.dataset.winner === vote ? "true" : "false");
     }
-    $("unvote").disabled = this.vote === null;
+  }
+
+  /** One row per follow-up turn: "Turn n", its vote buttons, its undo (the first turn's are above). */
+  renderTurnVotes(keys) {
+    const box = $("turn-votes");
+    while (box.children.length > this.turns - 1) box.lastElementChild.remove();
+    for (let turn = box.children.length + 1; turn < this.turns; turn += 1) {
+      const row = document.createElement("div");
+      row.className = "turn-vote";
+      row.dataset.turn = String(turn);
+      row.setAttribute("role", "group");
+      row.setAttribute("aria-label", `Vote on turn ${turn}`);
+      const label = document.createElement("span");
+      label.className = "arena-label";
+      label.textContent = `Turn ${turn}:`;
+      const buttons = document.createElement("span");
+      buttons.className = "vote-buttons";
+      const undo = document.createElement("button");
+      undo.type = "button";
+      undo.className = "quiet unvote";
+      undo.textContent = "Undo vote";
+      undo.addEventListener("click", () => this.send("unvote", { turn }));
+      row.append(label, buttons, undo);
+      box.append(row);
+    }
+    for (const row of box.children) {
+      const turn = Number(row.dataset.turn);
+      this.renderVoteButtons(row.querySelector(".vote-buttons"), keys, turn);
+      row.querySelector("button.unvote").disabled = !this.votes.has(turn);
+    }
+    box.hidden = this.turns < 2;
+  }
+
+  render() {
+    const box = $("arena");
+    const keys = this.keys();
+    box.hidden = !this.sessionId || keys.length < 2;
+    if (box.hidden) return;
+    this.renderVoteButtons($("vote-buttons"), keys, 0);
+    $("unvote").disabled = !this.votes.has(0);
+    this.renderTurnVotes(keys);
     $("reveal").hidden = !this.blind || this.revealed;
     this.renderFlags();
   }
@@ -1092,13 +1141,16 @@ class Arena {
   onEvent(event, data) {
     if (data.sessionId !== this.sessionId) return;
     this.busy = false;
+    const turn = data.turn ?? 0;
+    const onTurn = turn ? ` on turn ${turn}` : "";
     if (event === "voteRecorded") {
-      this.vote = data.winner;
+      this.votes.set(turn, data.winner);
+      this.turns = Math.max(this.turns, turn + 1);
       const label = OUTCOMES.find(([k]) => k === data.winner)?.[1] ?? data.winner;
-      $("arena-status").textContent = `Your vote: ${label}`;
+      $("arena-status").textContent = `Your vote${onTurn}: ${label}`;
     } else if (event === "voteRetracted") {
-      this.vote = null;
-      $("arena-status").textContent = "Vote withdrawn";
+      this.votes.delete(turn);
+      $("arena-status").textContent = `Vote${onTurn} withdrawn`;
     } else if (event === "revealed") {
       this.revealed = true;
       for (const model of data.models) {
