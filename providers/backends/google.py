@@ -1,7 +1,8 @@
 """Google Gemini: the ``streamGenerateContent?alt=sse`` REST call, read by :mod:`providers.sse`.
 
 The request is the Gemini API's documented JSON body, sent on this provider's own
-``httpx.AsyncClient``; HTTP and mid-stream errors become the ``google-genai`` SDK's own
+``httpx.AsyncClient`` on aiohttp's transport (``httpx-aiohttp``); HTTP and mid-stream errors become
+the ``google-genai`` SDK's own
 ``errors.APIError`` classes (``raise_for_async_response`` / ``raise_error_async``), so they are
 classified exactly as the SDK classifies them. The SDK's streaming method is not used on the hot
 path: it validates every streamed chunk into pydantic models (about 140 µs of CPU per chunk on
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 from google.genai import errors
+from httpx_aiohttp import HttpxAiohttpClient
 
 from ..base import BaseProvider
 from ..sse import sse_data
@@ -76,7 +78,10 @@ class GeminiProvider(BaseProvider):
         """The HTTP client, created once per provider instance (and event loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(
+            # httpx's API on aiohttp's transport: its C HTTP parser reads a streamed event for
+            # about a third of the instructions of httpcore + h11 + anyio's cancel scope per read
+            # (docs/benchmarks.md, "CPU per relayed chunk").
+            self._client = HttpxAiohttpClient(
                 timeout=self.timeout,
                 limits=httpx.Limits(
                     max_connections=self.max_connections,
@@ -222,10 +227,11 @@ class GeminiProvider(BaseProvider):
                             yield TextDelta(text)
         except errors.APIError as exc:
             raise self._api_error(exc, streamed) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            # Before TimeoutException: aiohttp's refused connection arrives as a ConnectTimeout.
+            raise UpstreamUnavailable("Could not reach Google Gemini (connection failed)") from None
         except httpx.TimeoutException:
             raise ProviderTimeout("Google Gemini did not answer in time") from None
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise UpstreamUnavailable("Could not reach Google Gemini (connection failed)") from None
         except httpx.HTTPError:
             if streamed:
                 raise StreamBroken("The connection to Google Gemini broke mid-answer") from None
