@@ -4,7 +4,6 @@ its HTTP errors; the event stream itself is read by :mod:`providers.sse`."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -13,7 +12,7 @@ import anthropic
 import httpx2
 
 from ..base import BaseProvider
-from ..sse import sse_data
+from ..sse import event_json, sse_data
 from ..types import (
     CONTEXT_TOO_LONG,
     AuthenticationFailed,
@@ -99,10 +98,9 @@ class AnthropicProvider(BaseProvider):
         stop_reason: str | None = None
         model: str | None = None
         finished = False
-        loads = json.loads
         try:
             # The SDK builds and sends the request, retries and maps HTTP errors; the body is
-            # read here (providers/sse.py), one json.loads per event, no typed models.
+            # read here (providers/sse.py), one JSON parse per event, no typed models.
             async with (
                 self.client().messages.with_streaming_response.create(
                     stream=True, **params
@@ -110,7 +108,7 @@ class AnthropicProvider(BaseProvider):
                 aclosing(sse_data(response.iter_bytes())) as events,
             ):
                 async for data in events:
-                    event = loads(data)
+                    event = event_json(data)
                     kind = event["type"]
                     if kind == "content_block_delta":
                         delta = event["delta"]

@@ -23,7 +23,7 @@ from google.genai import errors
 from httpx_aiohttp import HttpxAiohttpClient
 
 from ..base import BaseProvider
-from ..sse import sse_data
+from ..sse import event_json, sse_data
 from ..types import (
     CONTEXT_TOO_LONG,
     AuthenticationFailed,
@@ -197,13 +197,12 @@ class GeminiProvider(BaseProvider):
         finish: str | None = None
         model: str | None = None
         streamed = False
-        loads = json.loads
         response: httpx.Response | None = None
         try:
             response = await self._open(request)
             async with aclosing(sse_data(response.aiter_bytes())) as events:
                 async for data in events:
-                    chunk = loads(data)
+                    chunk = event_json(data)
                     if "error" in chunk:
                         error = chunk["error"]
                         code = error.get("code") if isinstance(error, dict) else None
