@@ -1,19 +1,24 @@
-"""Instructions per relayed chunk, counted by callgrind: ``python -m bench.instructions``.
+"""Instructions per relayed chunk, counted by callgrind: ``python -m bench.instructions KIND``.
 
 A load-immune CPU measure (CPU seconds swing with the machine's load, instruction counts do
-not): the relay runs under ``valgrind --tool=callgrind`` and does a fixed amount of work, once
-with few deltas per stream and once with many; the difference of the two totals divided by the
-difference in chunks is the marginal cost of one relayed chunk (start-up, imports, the
-per-comparison start and save cancel out). Two relays:
+not): the relay runs under ``valgrind --tool=callgrind`` with counting off (start-up and imports
+run ~5x faster than counted), warms up, and ``callgrind_control -i on/off`` counts only the work:
+comparisons of few and of many deltas per model; the difference of the two counts divided by the
+difference in chunks is the marginal cost of one relayed chunk (the per-comparison start and save
+cancel out). KIND:
 
 - ``backend``: the project's provider backends alone (``providers["google"]`` and
-  ``providers["anthropic"]``), in one process as ``bench.lean`` calls them;
+  ``providers["anthropic"]``), in one process as ``bench.lean`` calls them, one process per count;
 - ``server``: the whole server path (daphne, ``/ws``, the live core, the in-memory layer,
-  PostgreSQL), driven by a plain ``websockets`` client outside valgrind.
+  PostgreSQL), driven by a plain ``websockets`` client outside valgrind (sockets opened and
+  authenticated before counting);
+- ``floor``: ``bench/floor.py``, the minimal relay, driven by the same client.
 
-The fake upstream runs outside valgrind and paces the deltas (``--rate``), so each chunk arrives
-on its own, as in production. Needs ``valgrind`` and, for ``server``, ``DATABASE_URL`` (a
-migrated database).
+``server`` and ``floor`` count several windows in one process (``--repeat``), each dumped on its
+own, and every window lasts as long (the few deltas are paced slower), so what the server does per
+second (its 1 s flushes) cancels; the minimum per size is used. The fake upstream runs outside
+valgrind and paces the deltas (``--rate``): slow enough that each delta is read on its own, as in
+production. Needs ``valgrind`` and, for ``server``, ``DATABASE_URL`` (a migrated database).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -70,21 +76,22 @@ def _total(out: Path) -> int:
     return max(totals)
 
 
-def _wait_http(url: str, proc: subprocess.Popen[Any], within: float) -> None:
+def _wait_tcp(port: int, proc: subprocess.Popen[Any], within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=5).read()
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
             return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"{url} not up within {within:.0f} s")
+    raise RuntimeError(f"port {port} not listening within {within:.0f} s")
 
 
 def _scenario(upstream: str, deltas: int, rate: float) -> str:
-    body = json.dumps({"id": f"n{deltas}", "deltas": deltas, "delta_bytes": 16, "rate": rate})
+    spec = {"id": f"n{deltas}r{rate:g}", "deltas": deltas, "delta_bytes": 16, "rate": rate}
+    body = json.dumps(spec)
     req = urllib.request.Request(
         f"{upstream}/_bench/scenario", body.encode(), {"Content-Type": "application/json"}
     )
@@ -231,7 +238,8 @@ async def _client(
 
 
 def _count(kind: str, upstream: str, streams: int, deltas: int, rate: float, tmp: Path) -> int:
-    """Instructions of ``streams`` comparisons of ``deltas`` deltas per model, warm."""
+    """Instructions of the backends alone relaying ``streams`` comparisons of ``deltas`` deltas
+    per model, warm (its own process, counted from start to end of the work)."""
     marker = _scenario(upstream, deltas, rate)
     out = tmp / f"{kind}-{deltas}.callgrind"
     env = _env(upstream)
@@ -258,28 +266,81 @@ def _count(kind: str, upstream: str, streams: int, deltas: int, rate: float, tmp
                 proc.kill()
         if not done or done[0] != "done" or int(done[1]) != 2 * streams * deltas:
             raise RuntimeError(f"backend child: {done}")
+    return _total(out)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_idle(pid: int, within: float = 900) -> None:
+    """Wait until ``pid`` is idle (under 5 % of a core over 5 s): the server preloads the provider
+    SDKs in a thread after it starts serving, and that must not land in a counted window."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(pid)
+        time.sleep(5.0)
+        if _cpu_seconds(pid) - before < 0.25:
+            return
+    raise RuntimeError(f"pid {pid} never went idle")
+
+
+def _dump(pid: int, out: Path) -> int:
+    """Dump the counts since the last dump (counting is off) and return their total."""
+    before = set(out.parent.glob(out.name + ".*"))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        new = set(out.parent.glob(out.name + ".*")) - before
+        if new:
+            time.sleep(1.0)  # let callgrind finish writing it
+            return _total(new.pop())
+        time.sleep(0.2)
+    raise RuntimeError("callgrind wrote no dump")
+
+
+def _windows(
+    kind: str, upstream: str, streams: int, sizes: list[int], rate: float, tmp: Path
+) -> dict[int, list[int]]:
+    """One relay process (``server`` or ``floor``), warmed; then one counted window per entry of
+    ``sizes`` (``streams`` comparisons of that many deltas), each dumped on its own: a one-off
+    cost (a lazy import, a timer) inflates one window, not the minimum of several."""
+    # Every window lasts as long (fewer deltas, paced slower): what the server does per second
+    # (the 1 s flush of each running comparison, timers) is then the same in each and cancels.
+    longest = max(sizes)
+    markers = {n: _scenario(upstream, n, rate * n / longest) for n in set(sizes)}
+    out = tmp / f"{kind}.callgrind"
+    env = _env(upstream)
+    keys = Keys()
+    env["CLERK_JWT_KEY"] = keys.public_pem
+    port = free_port()
+    vg = [*VALGRIND, f"--callgrind-out-file={out}", PY]
+    if kind == "floor":
+        argv = [*vg, "-m", "bench.floor", str(port), upstream]
     else:
-        keys = Keys()
-        env["CLERK_JWT_KEY"] = keys.public_pem
-        port = free_port()
         argv = [*vg, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        log = (tmp / f"server-{deltas}.log").open("wb")
+    totals: dict[int, list[int]] = {n: [] for n in sizes}
+    with (tmp / f"{kind}.log").open("wb") as log:
         server = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_http(f"http://127.0.0.1:{port}/", server, 900)
+            _wait_tcp(port, server, 900)
             url = f"ws://127.0.0.1:{port}/ws"
             token = keys.token("ic")
-            asyncio.run(_client(url, token, 1, marker, deltas))  # warm, not counted
-            pid = server.pid
-            counting = functools.partial(_instrument, pid)
-            chunks = asyncio.run(_client(url, token, streams, marker, deltas, counting))
+            asyncio.run(_client(url, token, streams, markers[longest], longest))  # not counted
+            _wait_idle(server.pid)
+            counting = functools.partial(_instrument, server.pid)
+            for n in sizes:
+                chunks = asyncio.run(_client(url, token, streams, markers[n], n, counting))
+                if chunks != 2 * streams * n:
+                    raise RuntimeError(f"{kind}: {chunks} chunks")
+                totals[n].append(_dump(server.pid, out))
+                print(f"  {kind} window {n} deltas: {totals[n][-1]:,} Ir", flush=True)
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(600)
-            log.close()
-        if chunks != 2 * streams * deltas:
-            raise RuntimeError(f"server: {chunks} chunks")
-    return _total(out)
+    return totals
 
 
 def main() -> None:
@@ -287,7 +348,7 @@ def main() -> None:
         backend_child()
         return
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["backend", "server"])
+    parser.add_argument("kind", choices=["backend", "server", "floor"])
     parser.add_argument("--upstream", required=True, help="a running tests.fake_upstream URL")
     parser.add_argument("--streams", type=int, default=2, help="comparisons at once (2 models)")
     parser.add_argument("--few", type=int, default=10, help="deltas per stream, small run")
@@ -298,7 +359,17 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ic-"))
     print(f"callgrind outputs in {tmp}", flush=True)
-    if True:
+    if args.kind != "backend":
+        sizes = [args.few, args.many] * args.repeat
+        totals = _windows(args.kind, args.upstream, args.streams, sizes, args.rate, tmp)
+        few, many = min(totals[args.few]), min(totals[args.many])
+        extra = 2 * args.streams * (args.many - args.few)
+        print(
+            f"{args.kind}: min {few:,} Ir ({args.few} deltas), min {many:,} Ir ({args.many}"
+            f" deltas): {(many - few) / extra:,.0f} Ir per chunk",
+            flush=True,
+        )
+    else:
         for _ in range(args.repeat):
             few = _count(args.kind, args.upstream, args.streams, args.few, args.rate, tmp)
             many = _count(args.kind, args.upstream, args.streams, args.many, args.rate, tmp)
