@@ -83,6 +83,12 @@ class AnthropicProvider(BaseProvider):
             self._client_loop = loop
         return self._client
 
+    async def aclose(self) -> None:
+        # aiohttp logs "Unclosed client session" for a session dropped open.
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+
     async def _stream(self, request: StreamRequest) -> AsyncGenerator[TextDelta | StreamEnd, None]:
         params: dict[str, Any] = {
             "model": request.model,

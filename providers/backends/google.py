@@ -95,6 +95,12 @@ class GeminiProvider(BaseProvider):
             self._client_loop = loop
         return self._client
 
+    async def aclose(self) -> None:
+        # aiohttp logs "Unclosed client session" for a session dropped open.
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()
+
     async def _list_models(self) -> list[ModelInfo]:
         """``GET {version}/models`` (``models.list``, every page): the models that generate
         content, with their token limits."""
