@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from comparisons import selectors, services
 from comparisons.live.core import LiveComparisons
 from comparisons.terminal import display_live, summary_table
+from providers.registry import providers
 
 
 def parse_model_args(values: Sequence[str]) -> list[services.SlotSpec]:
@@ -48,6 +49,30 @@ async def run_in_terminal(
     original: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run a new comparison here, showing live progress on ``out`` (if given); return its result."""
+    try:
+        return await _run_in_terminal(
+            user_id=user_id,
+            prompt=prompt,
+            system=system,
+            slots=slots,
+            out=out,
+            replay_of_id=replay_of_id,
+            original=original,
+        )
+    finally:
+        await providers.aclose()  # before the command's loop ends: no unclosed HTTP sessions
+
+
+async def _run_in_terminal(
+    *,
+    user_id: str,
+    prompt: str,
+    system: str,
+    slots: Sequence[services.SlotSpec],
+    out: TextIO | None,
+    replay_of_id: str | None,
+    original: dict[str, dict[str, Any]] | None,
+) -> dict[str, Any]:
     live = LiveComparisons()  # this command's own process
     try:
         run = await live.launch(

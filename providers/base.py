@@ -229,6 +229,12 @@ class BaseProvider(abc.ABC):
             )
         return info
 
+    async def aclose(self) -> None:
+        """Close this provider's HTTP client if the running loop owns one (its pooled
+        connections); a later call opens a new one. Backends without a client of their own
+        need nothing."""
+        return None
+
     # --- streaming --------------------------------------------------------------------------
 
     async def stream(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:

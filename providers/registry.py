@@ -118,6 +118,13 @@ class ProviderHandler:
                 errors.append(str(exc))
         return errors
 
+    async def aclose(self) -> None:
+        """Close the HTTP clients of the loaded providers (a command's loop is about to end)."""
+        with self._lock:
+            loaded = list(self._instances.values())
+        for provider in loaded:
+            await provider.aclose()
+
     def reset(self) -> None:
         """Forget the cached instances (they are rebuilt from settings on next use)."""
         with self._lock:

@@ -9,9 +9,24 @@ about 14 µs (``docs/benchmarks.md``, "Session 2026-11-25 (2)").
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterable
+from typing import Any
 
-__all__ = ["sse_data"]
+__all__ = ["event_json", "sse_data"]
+
+_decode = json.JSONDecoder().decode
+
+
+def event_json(data: bytes) -> Any:
+    """One event's ``data`` parsed as JSON (``ValueError`` when it is not).
+
+    The event stream is UTF-8 by definition, so the bytes are decoded as such rather than
+    through ``json.loads(bytes)``'s encoding detection: 16.8k instead of 25.0k instructions for
+    a 100-byte event (callgrind, docs/benchmarks.md). ``surrogatepass`` keeps what ``json.loads``
+    did with an encoded lone surrogate (it reaches providers/base.py's check, which replaces it).
+    """
+    return _decode(data.decode("utf-8", "surrogatepass"))
 
 
 def _event_data(event: bytes) -> bytes | None:

@@ -13,7 +13,6 @@ One backend, many aliases: each alias of ``settings.AI_PROVIDERS`` using this cl
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
@@ -23,7 +22,7 @@ import httpx2
 import openai
 
 from ..base import BaseProvider
-from ..sse import sse_data
+from ..sse import event_json, sse_data
 from ..types import (
     CONTEXT_TOO_LONG,
     AuthenticationFailed,
@@ -126,7 +125,6 @@ class OpenAIProvider(BaseProvider):
         finish: str | None = None
         model: str | None = None
         done = False
-        loads = json.loads
         try:
             # ``extra_body`` carries every field as-is: the SDK's typed arguments would reject
             # ``max_completion_tokens`` / ``max_tokens`` choices some servers need.
@@ -143,7 +141,7 @@ class OpenAIProvider(BaseProvider):
                     if data == b"[DONE]":
                         done = True
                         break
-                    chunk = loads(data)
+                    chunk = event_json(data)
                     choices = chunk.get("choices")
                     if choices:
                         choice = choices[0]
