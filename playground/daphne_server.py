@@ -74,8 +74,8 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
     limit, so a client that does not read would grow the process's memory with every frame.
     Past ``WS_MAX_OUTBOUND_BUFFER_BYTES`` the socket is closed with 4008; later sends are
     dropped (autobahn sends nothing once closing) and the connection is dropped when the close
-    handshake times out. The application sees an ordinary disconnect; other sockets, and the
-    runs this one watched, go on.
+    handshake times out. The application sees an ordinary disconnect (code 4008) at once; other
+    sockets, and the runs this one watched, go on.
     """
 
     outbound_limit: int = 0
@@ -115,6 +115,14 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
         ):
             self.closeHandshakeTimeout = TOO_SLOW_CLOSE_SECONDS
             self.sendClose(code=CLOSE_TOO_SLOW, reason="Client too slow: too much unread data")
+            # The application hears the disconnect now, not when the close handshake times out:
+            # it stops watching and building frames that would only be dropped (each a CPU cost
+            # to every other socket on this loop), and later frames from this client are ignored.
+            if not self.muted and hasattr(self, "application_queue"):
+                self.muted = True
+                self.application_queue.put_nowait(
+                    {"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW}
+                )
             # Once per socket (it is closing now): operators see who is dropped and why.
             logger.warning(
                 "WebSocket from %s closed with %d: %d bytes unread",
