@@ -118,7 +118,7 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
             # The application hears the disconnect now, not when the close handshake times out:
             # it stops watching and building frames that would only be dropped (each a CPU cost
             # to every other socket on this loop), and later frames from this client are ignored.
-            if not self.muted and hasattr(self, "application_queue"):
+            if not self.muted and hasattr(self, "application_queue"):  # type: ignore[has-type]
                 self.muted = True
                 self.application_queue.put_nowait(
                     {"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW}
