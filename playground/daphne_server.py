@@ -214,6 +214,20 @@ def daphne_configure(server: Any) -> None:
     # Connections made from now on (an instance attribute: the protocols call
     # ``server.create_application``).
     server.create_application = functools.partial(_create_application, server)
+    from twisted.internet import reactor
+
+    # Before the loop stops, as daphne's own shutdown does: aiohttp logs "Unclosed client
+    # session" for every provider session dropped open.
+    # (zope interface methods have no self: mypy reads the arguments one place off)
+    reactor.addSystemEventTrigger("before", "shutdown", _close_providers)  # type: ignore[arg-type]
+
+
+def _close_providers() -> Any:
+    from twisted.internet import defer
+
+    from providers.registry import providers
+
+    return defer.Deferred.fromFuture(asyncio.ensure_future(providers.aclose()))
 
 
 def _json_error_channel() -> _GenericHTTPChannelProtocol:

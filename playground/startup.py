@@ -121,5 +121,8 @@ class ProcessApplication:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                from providers.registry import providers
+
+                await providers.aclose()  # aiohttp logs each provider session dropped open
                 await send({"type": "lifespan.shutdown.complete"})
                 return

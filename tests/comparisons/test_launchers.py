@@ -25,7 +25,8 @@ import pytest
 import websockets
 
 from tests.comparisons.test_processes import demo_env, open_socket, rest
-from tests.servers import ROOT, ProcessAuth, Server, free_port
+from tests.fake_upstream.fixtures import TEST_API_KEY
+from tests.servers import ROOT, ProcessAuth, Server, free_port, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -323,3 +324,36 @@ def test_serve_outside_debug_collects_static_files_for_the_admin(
             assert response.status == 200 and b"body" in response.read()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("launcher", [Server, PlainDaphne])
+async def test_a_stopped_server_closes_its_provider_connections_cleanly(
+    launcher: type[Server], database: str, tmp_path: Path, auth: ProcessAuth, fake_upstream: Any
+) -> None:
+    """After answering through two vendors' HTTP clients, a server told to stop (SIGTERM) closes
+    them: its log has no "Unclosed client session" error or traceback."""
+    fake_upstream.script("bye", deltas=["see ", "you"])
+    env = server_env(
+        database,
+        tmp_path,
+        **auth.env(),
+        ANTHROPIC_API_KEY=TEST_API_KEY,
+        ANTHROPIC_BASE_URL=fake_upstream.url,
+        GOOGLE_GEMINI_API_KEY=TEST_API_KEY,
+        GOOGLE_GEMINI_BASE_URL=fake_upstream.url,
+    )
+    log = tmp_path / "server.log"
+    server = launcher(env).start(stderr=log)
+    try:
+        ws = await open_socket(server, auth, "user_bye")
+        await ws.send(
+            "startComparison", {"prompt": "scenario:bye", "providers": ["anthropic", "google"]}
+        )
+        events = await ws.until("comparisonComplete")
+        assert sum(e["event"] == "modelComplete" for e in events) == 2
+        await ws.ws.close()
+    finally:
+        server.stop()
+    assert server.process is not None and server.process.returncode is not None
+    text = log.read_text()
+    assert "Unclosed" not in text and "Traceback" not in text, text[-3000:]
