@@ -27,7 +27,7 @@ from django.utils import timezone
 from comparisons import events, selectors, services
 from comparisons.frames import StartComparison
 from comparisons.live.lag import LoopLag
-from comparisons.live.layer import RetryingReceive
+from comparisons.live.layer import LayerInbox
 from comparisons.live.messages import (
     RunCancel,
     RunReveal,
@@ -467,7 +467,7 @@ class Connection:
         #: Recorded replays whose opening snapshot this socket forwarded.
         self._replays: frozenset[str] = NO_SESSIONS
         self._channel: str | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._layer_inbox: LayerInbox | None = None
         self._closed = False
         #: When this socket's recent watch requests came (each one costs a whole snapshot); a
         #: list (a few entries at most): an empty deque costs ~0.6 KiB per idle socket.
@@ -686,9 +686,9 @@ class Connection:
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
-        if self._listener is not None:
-            self._listener.cancel()
-            self._listener = None
+        if self._layer_inbox is not None:
+            await self._layer_inbox.stop()
+            self._layer_inbox = None
 
     async def rejoin(self) -> None:
         """After a layer outage: this socket's watch groups again (a restarted Redis forgot
@@ -728,23 +728,24 @@ class Connection:
     async def _inbox(self, layer: Any) -> str | None:
         """This socket's channel on the layer (made, with its receiving task, on first use)."""
         if self._channel is None and layer is not None and not self._closed:
-            self._channel = await layer.new_channel()
-            self._listener = asyncio.create_task(self._listen(layer, self._channel))
+            inbox = await LayerInbox.open(
+                layer,
+                handle=self._on_layer_message,
+                what=f"socket {self.subscriber.name}",
+                rejoin=self.rejoin,
+            )
+            if self._closed:  # closed while the channel was being made
+                await inbox.stop()
+                return None
+            self._layer_inbox, self._channel = inbox, inbox.channel
         return self._channel
 
-    async def _listen(self, layer: Any, channel: str) -> None:
-        receive = RetryingReceive(
-            lambda: layer.receive(channel),
-            what=f"socket {self.subscriber.name}",
-            rejoin=self.rejoin,
-        )
-        while True:
-            message = await receive()
-            if message.get("type") == WatchEvent.type:
-                try:
-                    await self.deliver(WatchEvent.from_message(message))
-                except Exception:  # the socket went away; close() ends this task
-                    logger.debug("Could not deliver to %s", self.subscriber.name, exc_info=True)
+    async def _on_layer_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == WatchEvent.type:
+            try:
+                await self.deliver(WatchEvent.from_message(message))
+            except Exception:  # the socket went away; close() ends the inbox
+                logger.debug("Could not deliver to %s", self.subscriber.name, exc_info=True)
 
     # --- remote watch: waiting for the running process -------------------------------------------
     def _arm(self, session_id: str) -> None:

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from comparisons.live.messages import InboxStop
+
 logger = logging.getLogger(__name__)
 
 #: Seconds between attempts while the layer is down (the last one repeats).
@@ -73,3 +75,56 @@ class RetryingReceive:
                 continue
             self._outage.succeeded()
             return message
+
+
+class LayerInbox:
+    """A channel of this process on the layer, and the task that hands its messages to
+    ``handle`` (however long the layer is down meanwhile, see :class:`RetryingReceive`).
+
+    :meth:`stop` ends it with a message to itself, never by cancelling its receive: with
+    channels_redis a receive runs one ``BZPOPMIN`` for every channel of the process, and a
+    cancelled one drops the message it popped, which may be another socket's chunk
+    (django/channels_redis#366).
+    """
+
+    def __init__(
+        self,
+        layer: Any,
+        channel: str,
+        *,
+        handle: Callable[[dict[str, Any]], Awaitable[None]],
+        what: str,
+        rejoin: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.channel = channel
+        self._layer = layer
+        self._handle = handle
+        self._receive = RetryingReceive(lambda: layer.receive(channel), what=what, rejoin=rejoin)
+        self.task = asyncio.create_task(self._run(), name=f"inbox {what}")
+
+    @classmethod
+    async def open(
+        cls,
+        layer: Any,
+        *,
+        handle: Callable[[dict[str, Any]], Awaitable[None]],
+        what: str,
+        rejoin: Callable[[], Awaitable[None]] | None = None,
+    ) -> LayerInbox:
+        return cls(layer, await layer.new_channel(), handle=handle, what=what, rejoin=rejoin)
+
+    async def _run(self) -> None:
+        while True:
+            message = await self._receive()
+            if message.get("type") == InboxStop.type:
+                return
+            await self._handle(message)
+
+    async def stop(self) -> None:
+        """End the task once the messages sent before this call are handled."""
+        if self.task.done():
+            return
+        try:
+            await self._layer.send(self.channel, InboxStop().message())
+        except Exception:  # the layer is down: no receive is popping anything to lose
+            self.task.cancel()

@@ -122,6 +122,17 @@ class RunReveal:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class InboxStop:
+    """Ends the task receiving on a channel of this process (:class:`~comparisons.live.layer.
+    LayerInbox`): a process sends it to its own channel."""
+
+    type: ClassVar[str] = "inbox.stop"
+
+    def message(self) -> dict[str, Any]:
+        return {"type": self.type}
+
+
 ControlMessage = WatchRequest | WatchStop | RunCancel | RunReveal
 
 _CONTROL: dict[str, Any] = {

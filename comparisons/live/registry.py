@@ -17,7 +17,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from comparisons.live.flusher import ProgressFlusher
-from comparisons.live.layer import LayerOutage, RetryingReceive
+from comparisons.live.layer import LayerInbox, LayerOutage
 from comparisons.live.messages import (
     RunCancel,
     RunReveal,
@@ -78,7 +78,7 @@ class RunControl:
         self._runs: dict[str, ComparisonRun] = {}
         self._channel: str | None = None
         self._key: tuple[Any, Any] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._inbox: LayerInbox | None = None
         self._joining: set[asyncio.Task[None]] = set()
 
     async def join(self, run: ComparisonRun) -> None:
@@ -131,11 +131,9 @@ class RunControl:
                 await asyncio.shield(
                     layer.group_discard(run_group(run.comparison_id), self._channel)
                 )
-        if not self._runs and self._task is not None:
-            task, self._task, self._channel, self._key = self._task, None, None, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if not self._runs and self._inbox is not None:
+            inbox, self._inbox, self._channel, self._key = self._inbox, None, None, None
+            await inbox.stop()
 
     async def _listening(self, layer: Any) -> str:
         key = (layer, asyncio.get_running_loop())
@@ -144,32 +142,32 @@ class RunControl:
             if self._key != key:  # not set meanwhile by a concurrent join
                 self._channel, self._key = channel, key
                 self._runs.clear()
-                self._task = asyncio.create_task(self._listen(layer, channel), name="run-control")
+                self._inbox = LayerInbox(
+                    layer,
+                    channel,
+                    handle=lambda message: self._on_message(layer, message),
+                    what="run control",
+                    rejoin=lambda: self._rejoin(layer, channel),
+                )
         assert self._channel is not None
         return self._channel
 
-    async def _listen(self, layer: Any, channel: str) -> None:
-        receive = RetryingReceive(
-            lambda: layer.receive(channel),
-            what="run control",
-            rejoin=lambda: self._rejoin(layer, channel),
-        )
-        while True:
-            message = control_from_message(await receive())
-            if message is None:
-                continue
-            run = self._runs.get(message.session)
-            if run is None or message.user_id != run.user_id:
-                continue
-            if isinstance(message, WatchRequest):
-                if message.reply:
-                    run.watch(RemoteWatcher(layer, session=run.comparison_id, reply=message.reply))
-            elif isinstance(message, WatchStop):
-                run.unsubscribe(remote_name(message.reply))
-            elif isinstance(message, RunCancel):
-                if message.model is None:
-                    run.cancel()
-                elif (slot := run.slot(message.model)) is not None:
-                    run.cancel_slot(slot)
-            elif isinstance(message, RunReveal):
-                await run.reveal(skip=remote_name(message.reply) if message.reply else None)
+    async def _on_message(self, layer: Any, raw: dict[str, Any]) -> None:
+        message = control_from_message(raw)
+        if message is None:
+            return
+        run = self._runs.get(message.session)
+        if run is None or message.user_id != run.user_id:
+            return
+        if isinstance(message, WatchRequest):
+            if message.reply:
+                run.watch(RemoteWatcher(layer, session=run.comparison_id, reply=message.reply))
+        elif isinstance(message, WatchStop):
+            run.unsubscribe(remote_name(message.reply))
+        elif isinstance(message, RunCancel):
+            if message.model is None:
+                run.cancel()
+            elif (slot := run.slot(message.model)) is not None:
+                run.cancel_slot(slot)
+        elif isinstance(message, RunReveal):
+            await run.reveal(skip=remote_name(message.reply) if message.reply else None)

@@ -10,6 +10,7 @@ import pytest
 from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
 
+from comparisons.live.layer import LayerInbox
 from playground.layers import redis_channel_layer
 
 pytestmark = pytest.mark.redis
@@ -59,4 +60,67 @@ async def test_messages_still_flow_and_an_idle_receive_outlasts_the_pop_timeout(
     assert not receive.done()
     await layer.send(channel, {"type": "hello", "n": 1})
     assert await asyncio.wait_for(receive, 5) == {"type": "hello", "n": 1}
+    await layer.close_pools()
+
+
+async def test_stopping_an_inbox_loses_no_message_of_the_other_channels(redis_url: str) -> None:
+    """Sockets closing on a process (each stopping its inbox) while another socket of the same
+    process receives a stream: every message arrives, in order.
+
+    channels_redis pops the messages of all a process's channels with one ``BZPOPMIN``; a receive
+    cancelled while it waits drops the message it popped (django/channels_redis#366), so stopping
+    inboxes by cancellation lost chunks of the socket that stayed."""
+    layer = layer_new(redis_url)
+    got: list[int] = []
+    done = asyncio.Event()
+    total = 300
+
+    async def keep(message: dict[str, Any]) -> None:
+        got.append(message["n"])
+        if message["n"] == total - 1:
+            done.set()
+
+    async def ignore(message: dict[str, Any]) -> None:
+        pass
+
+    stays = await LayerInbox.open(layer, handle=keep, what="stays")
+
+    async def stream() -> None:
+        for n in range(total):
+            await layer.send(stays.channel, {"type": "chunk", "n": n})
+            await asyncio.sleep(0.002)
+
+    async def churn() -> None:
+        while not done.is_set():
+            other = await LayerInbox.open(layer, handle=ignore, what="closes")
+            await asyncio.sleep(0.001 * (len(got) % 5))
+            await other.stop()
+            await asyncio.wait([other.task], timeout=10)
+
+    churning = asyncio.gather(*(churn() for _ in range(4)))
+    await stream()
+    await asyncio.wait_for(done.wait(), 30)
+    await churning
+    assert got == list(range(total))
+    await stays.stop()
+    await asyncio.wait_for(stays.task, 10)
+    await layer.close_pools()
+
+
+async def test_a_stopped_inbox_handles_what_came_before_and_nothing_after(
+    redis_url: str,
+) -> None:
+    layer = layer_new(redis_url)
+    got: list[int] = []
+
+    async def keep(message: dict[str, Any]) -> None:
+        got.append(message["n"])
+
+    inbox = await LayerInbox.open(layer, handle=keep, what="one")
+    for n in range(3):
+        await layer.send(inbox.channel, {"type": "chunk", "n": n})
+    await inbox.stop()
+    await asyncio.wait_for(inbox.task, 10)
+    await layer.send(inbox.channel, {"type": "chunk", "n": 3})
+    assert got == [0, 1, 2]
     await layer.close_pools()
