@@ -240,25 +240,13 @@ def _insert_sql(model: type[Model], objs: list[Model]) -> list[tuple[str, Sequen
     return [(sql, params)]
 
 
-def _admission_sql(
-    comparison: Comparison, responses: list[ModelResponse]
-) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]], list[tuple[str, Sequence[Any]]]]:
-    """PostgreSQL: the admission's statements, run in this order in one transaction (after
-    ``BEGIN`` and ``SET LOCAL synchronous_commit TO OFF``): the per-user lock, the usage count
-    (:func:`_refusal` decides from its row), the ``INSERT``s. The one definition of both paths
-    (:func:`_create_pipelined` and :mod:`comparisons.admission`)."""
-    lock = (_LOCK_SQL, [f"comparison:{comparison.user_id}"])
-    count = _usage_sql(comparison.user_id)
-    inserts = _insert_sql(Comparison, [comparison]) + _insert_sql(ModelResponse, list(responses))
-    return lock, count, inserts
-
-
 def _create_pipelined(comparison: Comparison, responses: list[ModelResponse]) -> None:
     """PostgreSQL, outside any transaction: lock, count, insert and commit (or roll back) in
     two network round trips instead of seven (``BEGIN`` … ``COMMIT`` pipelined)."""
     connection.ensure_connection()
     raw = connection.connection
-    lock, (count_sql, count_params), inserts = _admission_sql(comparison, responses)
+    count_sql, count_params = _usage_sql(comparison.user_id)
+    inserts = _insert_sql(Comparison, [comparison]) + _insert_sql(ModelResponse, list(responses))
     with raw.cursor() as cursor, raw.cursor() as usage:
         try:
             with raw.pipeline():
@@ -268,7 +256,7 @@ def _create_pipelined(comparison: Comparison, responses: list[ModelResponse]) ->
                 # rows and the lock is released at commit as before; only a crash of PostgreSQL
                 # itself within ~0.6 s (3 x wal_writer_delay) can lose them.
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                cursor.execute(*lock)
+                cursor.execute(_LOCK_SQL, [f"comparison:{comparison.user_id}"])
                 usage.execute(count_sql, count_params)
                 for sql, params in inserts:
                     cursor.execute(sql, params)

@@ -37,11 +37,6 @@ def process_start() -> None:
     # is a blocking database call, and a database that is down must not stop the server).
     start_sweeper()
 
-    # Starts are admitted on the event loop's own database connections in a serving process.
-    from comparisons.admission import enable
-
-    enable()
-
     # anyio (under httpx) asks sniffio which async library runs for every read with a timeout, and
     # sniffio answers by inspecting the current task: ~6 % of the server's CPU at 400 streams. The
     # loop's thread runs asyncio only: declare it once, in the thread-local sniffio reads first

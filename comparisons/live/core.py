@@ -24,7 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from comparisons import admission, events, selectors, services
+from comparisons import events, selectors, services
 from comparisons.frames import StartComparison
 from comparisons.live.lag import LoopLag
 from comparisons.live.layer import RetryingReceive
@@ -183,28 +183,16 @@ class LiveComparisons:
                 for key, slot in zip(keys, slots, strict=True)
             ],
         )
-        create: Awaitable[object]
-        if enforce_limits and admission.on_loop():
-            create = admission.comparison_create(
-                comparison_id=run.comparison_id,
-                user_id=user_id,
-                prompt=prompt,
-                system=system,
-                slots=slots,
-                replay_of_id=replay_of_id,
-                blind=blind,
-            )
-        else:
-            create = database_sync_to_async(services.comparison_create)(
-                comparison_id=run.comparison_id,
-                user_id=user_id,
-                prompt=prompt,
-                system=system,
-                slots=slots,
-                replay_of_id=replay_of_id,
-                enforce_limits=enforce_limits,
-                blind=blind,
-            )
+        create = database_sync_to_async(services.comparison_create)(
+            comparison_id=run.comparison_id,
+            user_id=user_id,
+            prompt=prompt,
+            system=system,
+            slots=slots,
+            replay_of_id=replay_of_id,
+            enforce_limits=enforce_limits,
+            blind=blind,
+        )
         await self._admit_run(run, create)
         return run
 
