@@ -16,7 +16,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -38,7 +37,7 @@ from .types import (
     Usage,
 )
 
-__all__ = ["BaseProvider", "upstream_gate", "upstream_permitted"]
+__all__ = ["BaseProvider"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +52,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: How long a failed models-list call keeps the configured defaults before trying again (s).
 CATALOGUE_RETRY_SECONDS = 60.0
-
-#: What the current task's provider calls wait for before their first byte upstream: a caller
-#: that must still decide whether the call may happen at all (a comparison's admission) sets it
-#: around :meth:`BaseProvider.stream`, so the request is built meanwhile and sent only once the
-#: event is set (a refused call is cancelled there, having sent nothing). ``None``: no wait.
-upstream_gate: ContextVar[asyncio.Event | None] = ContextVar("upstream_gate", default=None)
-
-
-async def upstream_permitted() -> None:
-    """Return once the current task may send upstream (:data:`upstream_gate`). Every backend
-    awaits this just before it sends a request."""
-    gate = upstream_gate.get()
-    if gate is not None and not gate.is_set():
-        await gate.wait()
 
 
 class BaseProvider(abc.ABC):

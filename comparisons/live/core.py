@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -165,7 +165,6 @@ class LiveComparisons:
             comparison_id=new_comparison_id(),
             user_id=user_id,
             held=True,
-            pending=True,
             on_end=self.control.leave,
             slots=[
                 SlotRun(
@@ -193,38 +192,14 @@ class LiveComparisons:
             enforce_limits=enforce_limits,
             blind=blind,
         )
-        await self._admit_run(run, create)
-        return run
-
-    async def _admit_run(
-        self,
-        run: ComparisonRun,
-        create: Awaitable[object],
-        subscribe: Callable[[ComparisonRun], None] | None = None,
-    ) -> None:
-        """Start ``run`` pending, decide its admission (``create``: the database call) and
-        make it reachable from other processes meanwhile; then ``subscribe`` its first
-        subscribers, admit and register it, or refuse it and raise why. Its models build their
-        requests while the database decides (a start's first token then waits for the longer of
-        the two, not their sum) and send them only once admitted: a refused start reaches no
-        provider, and nothing of it is published."""
-        run.start()
-        try:
-            # Reachable from other processes before anyone can know its id.
-            outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
-        except BaseException:  # this start itself was cancelled (its socket closed)
-            run.refuse()
-            await self.control.leave(run)
-            raise
+        # Reachable from other processes before anyone can know its id.
+        outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
         failure = next((o for o in outcome if isinstance(o, BaseException)), None)
         if failure is not None:
-            run.refuse()
             await self.control.leave(run)
             raise failure
-        if subscribe is not None:
-            subscribe(run)
-        await run.admit()
-        self.runs.add(run)
+        self.runs.add(run)  # starts it: the first upstream request follows the admission
+        return run
 
     async def launch_turn(
         self,
@@ -302,7 +277,6 @@ class LiveComparisons:
             comparison_id=plan.comparison_id,
             user_id=user_id,
             held=True,
-            pending=True,
             on_end=self.control.leave,
             slots=slots,
             turn=plan.index,
@@ -312,20 +286,22 @@ class LiveComparisons:
         create = database_sync_to_async(services.comparison_turn_create)(
             user_id=user_id, plan=plan, enforce_limits=enforce_limits
         )
-
-        def subscribe(run: ComparisonRun) -> None:
-            for follower in self.followers.get(plan.comparison_id, ()):
-                if follower.user_id == user_id and follower.subscriber.name != requester:
-                    run.fanout.add(follower.subscriber)
-            layer = get_channel_layer()
-            if layer is not None:
-                stream = turn_stream(plan.comparison_id, plan.index)
-                broadcast = GroupBroadcast(
-                    layer, session=plan.comparison_id, stream=stream, origin=self.origin
-                )
-                run.fanout.add(QueuedWatcher(broadcast))
-
-        await self._admit_run(run, create, subscribe)
+        outcome = await asyncio.gather(create, self.control.join(run), return_exceptions=True)
+        failure = next((o for o in outcome if isinstance(o, BaseException)), None)
+        if failure is not None:
+            await self.control.leave(run)
+            raise failure
+        for follower in self.followers.get(plan.comparison_id, ()):
+            if follower.user_id == user_id and follower.subscriber.name != requester:
+                run.fanout.add(follower.subscriber)
+        layer = get_channel_layer()
+        if layer is not None:
+            stream = turn_stream(plan.comparison_id, plan.index)
+            broadcast = GroupBroadcast(
+                layer, session=plan.comparison_id, stream=stream, origin=self.origin
+            )
+            run.fanout.add(QueuedWatcher(broadcast))
+        self.runs.add(run)
         return run
 
     def open_streams(self) -> int:

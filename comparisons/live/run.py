@@ -23,7 +23,7 @@ from comparisons import events, services
 from comparisons.events import Frame, Metrics
 from comparisons.live.subscribers import QueuedWatcher, Subscriber
 from comparisons.models import ComparisonStatus, ResponseStatus
-from providers.base import BaseProvider, upstream_gate
+from providers.base import BaseProvider
 from providers.types import ProviderError, StreamEnd, StreamRequest
 
 logger = logging.getLogger(__name__)
@@ -32,14 +32,8 @@ logger = logging.getLogger(__name__)
 class RunState(enum.Enum):
     """Where a run is in its life. Only the transitions in ``_NEXT`` happen."""
 
-    #: Its admission is being decided; its models may already build their requests (when
-    #: started), but none sends a byte upstream before :meth:`ComparisonRun.admit`.
-    PENDING = "pending"
-    #: Admitted by the database (its row exists).
+    #: Admitted by the database (its row exists), no provider called yet.
     ADMITTED = "admitted"
-    #: Not admitted: its models were cancelled before any byte upstream; nothing was saved
-    #: or sent to anyone.
-    REFUSED = "refused"
     #: Its models are streaming.
     STREAMING = "streaming"
     #: The user asked to stop it; its models are being cancelled.
@@ -55,9 +49,7 @@ class RunState(enum.Enum):
 SAVE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 _NEXT: dict[RunState, frozenset[RunState]] = {
-    RunState.PENDING: frozenset({RunState.ADMITTED, RunState.REFUSED}),
     RunState.ADMITTED: frozenset({RunState.STREAMING}),
-    RunState.REFUSED: frozenset(),
     RunState.STREAMING: frozenset({RunState.CANCELLING, RunState.FINISHING}),
     RunState.CANCELLING: frozenset({RunState.FINISHING}),
     RunState.FINISHING: frozenset({RunState.ENDED}),
@@ -243,10 +235,8 @@ class Fanout:
 
 
 class ComparisonRun:
-    """A comparison being generated in this process. The database admits it (its row exists)
-    before any of its models sends a byte upstream: constructed ``pending``, a run may be started
-    at once, its models setting their requests up while the admission is decided
-    (:meth:`admit` releases them, :meth:`refuse` cancels them).
+    """A comparison being generated in this process (its database row exists: the database
+    admitted it before any provider was called).
 
     ``on_end`` is awaited once the run has sent its ``comparisonComplete`` (the registry uses it
     to stop routing control messages to it), before :attr:`done` is set.
@@ -263,7 +253,6 @@ class ComparisonRun:
         turn: int = 0,
         opening: Frame | None = None,
         turns: list[dict[str, Any]] | None = None,
-        pending: bool = False,
     ) -> None:
         self.comparison_id = comparison_id
         self.user_id = user_id
@@ -275,11 +264,7 @@ class ComparisonRun:
         #: A follow-up turn's earlier turns and itself (``{turn, prompt, mode, from}``), for
         #: snapshots.
         self.turns = turns or []
-        self.state = RunState.PENDING if pending else RunState.ADMITTED
-        #: Set once admitted: the models' first upstream bytes wait for it.
-        self._admitted = asyncio.Event()
-        if not pending:
-            self._admitted.set()
+        self.state = RunState.ADMITTED
         #: The overall status on the wire (``streaming`` until the run ends).
         self.status: str = ComparisonStatus.STREAMING
         self.fanout = Fanout(held=held)
@@ -316,31 +301,11 @@ class ComparisonRun:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
-        """Start every slot; returns the task that ends with the comparison. Started while
-        pending, each slot builds its request and holds it until :meth:`admit`."""
+        """Start every slot; returns the task that ends with the comparison."""
         if self._main is None:
-            if self.state is RunState.ADMITTED:
-                self._enter(RunState.STREAMING)
+            self._enter(RunState.STREAMING)
             self._main = asyncio.create_task(self._run(), name=f"comparison-{self.comparison_id}")
         return self._main
-
-    async def admit(self) -> None:
-        """The database admitted it: its first frames are published, then its models send
-        their requests."""
-        self._enter(RunState.ADMITTED)
-        if self._main is None:
-            self._admitted.set()  # :meth:`start` announces it
-            return
-        self._enter(RunState.STREAMING)
-        await self._announce()
-        self._admitted.set()
-
-    def refuse(self) -> None:
-        """It was not admitted: its models are cancelled before any byte upstream, and
-        nothing is saved or published."""
-        self._enter(RunState.REFUSED)
-        if self._main is not None:
-            self._main.cancel()  # cancels the slots it started (or it never runs)
 
     def snapshot(self) -> dict[str, Any]:
         models = [slot.snapshot() for slot in self.slots]
@@ -391,26 +356,10 @@ class ComparisonRun:
         slot.task.cancel()
         return True
 
-    async def _announce(self) -> None:
-        """Its first frames (a turn's ``turnStarted``, each model ``streaming``), published once
-        admitted: before that, nothing of it reaches anyone."""
-        publish = self.fanout.publish
-        if self.opening is not None:
-            await publish(self.opening)
-        for slot in self.slots:
-            await publish(
-                events.model_status(
-                    session_id=self.comparison_id,
-                    model=slot.key,
-                    status="streaming",
-                    turn=slot.turn,
-                )
-            )
-
     async def _run(self) -> None:
         try:
-            if self._admitted.is_set():  # else :meth:`admit` announces it
-                await self._announce()
+            if self.opening is not None:
+                await self.fanout.publish(self.opening)
             for slot in self.slots:
                 slot.task = asyncio.create_task(self._run_slot(slot))
             await asyncio.gather(*(s.task for s in self.slots if s.task), return_exceptions=True)
@@ -486,12 +435,11 @@ class ComparisonRun:
             return True
 
     async def _run_slot(self, slot: SlotRun) -> None:
-        admitted = self._admitted
-        upstream_gate.set(admitted)  # this task's own context: its provider call waits on it
         sid = self.comparison_id
         key = slot.key
         turn = slot.turn
         publish = self.fanout.publish
+        await publish(events.model_status(session_id=sid, model=key, status="streaming", turn=turn))
         slot.status = ResponseStatus.STREAMING
         slot.started_at = timezone.now()
         slot.dirty = True
@@ -519,8 +467,6 @@ class ComparisonRun:
                 slot.dirty = True
                 await publish(chunk_frame(text, index))
         except asyncio.CancelledError:
-            if self.state is RunState.REFUSED:
-                raise
             slot.status = ResponseStatus.CANCELLED
             slot.error = "Cancelled by the user." if slot.cancel_requested else "Cancelled."
         except ProviderError as exc:
@@ -540,8 +486,6 @@ class ComparisonRun:
                 slot.metrics = slot.metrics_at_end(end, start, first, clock())
         slot.finished_at = timezone.now()
         slot.dirty = True
-        if not admitted.is_set():  # it failed before any request (e.g. not configured)
-            await admitted.wait()  # its row exists only then; a refusal cancels it here
         if slot.status == ResponseStatus.COMPLETE:
             metrics = slot.public_metrics()
             await publish(

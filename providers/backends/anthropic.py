@@ -11,7 +11,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from ..base import BaseProvider, upstream_permitted
+from ..base import BaseProvider
 from ..sse import event_json, sse_data
 from ..types import (
     CONTEXT_TOO_LONG,
@@ -36,14 +36,6 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-class _GatedAnthropic(anthropic.AsyncAnthropic):
-    """The SDK client, holding each request built until it may be sent (the SDK's own hook
-    before the send, :func:`providers.base.upstream_permitted`)."""
-
-    async def _prepare_request(self, request: httpx2.Request) -> None:
-        await upstream_permitted()
 
 
 class AnthropicProvider(BaseProvider):
@@ -79,7 +71,7 @@ class AnthropicProvider(BaseProvider):
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             timeout = float(self.options.get("timeout") or 60.0)
-            self._client = _GatedAnthropic(
+            self._client = anthropic.AsyncAnthropic(
                 api_key=self.options.get("api_key"),
                 base_url=self.options.get("base_url") or None,
                 timeout=timeout,

@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, ClassVar
 
-from ..base import BaseProvider, ceil_div, upstream_permitted
+from ..base import BaseProvider, ceil_div
 from ..types import StreamEnd, StreamRequest, TextDelta, Usage
 
 _PIECE = re.compile(r"\S+\s*|\s+")
@@ -72,7 +72,6 @@ class DemoProvider(BaseProvider):
         rate = self.tokens_per_second * speedup
         gap = 1.0 / rate if rate > 0 else 0.0
         first = self.first_token_delay / speedup
-        await upstream_permitted()  # its "request": nothing is produced before admission
         if first > 0:
             await asyncio.sleep(first)
         sleep = asyncio.sleep

@@ -22,7 +22,7 @@ import httpx
 from google.genai import errors
 from httpx_aiohttp import HttpxAiohttpClient
 
-from ..base import BaseProvider, upstream_permitted
+from ..base import BaseProvider
 from ..sse import event_json, sse_data
 from ..types import (
     CONTEXT_TOO_LONG,
@@ -176,10 +176,11 @@ class GeminiProvider(BaseProvider):
         attempt = 1
         while True:
             retry_after = None
-            built = client.build_request("POST", url, content=content, headers=headers)
             try:
-                await upstream_permitted()
-                response = await client.send(built, stream=True)
+                response = await client.send(
+                    client.build_request("POST", url, content=content, headers=headers),
+                    stream=True,
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 if attempt >= self.attempts:
                     raise

@@ -21,7 +21,7 @@ from typing import Any
 import httpx2
 import openai
 
-from ..base import BaseProvider, upstream_permitted
+from ..base import BaseProvider
 from ..sse import event_json, sse_data
 from ..types import (
     CONTEXT_TOO_LONG,
@@ -51,14 +51,6 @@ _NOT_CHAT = re.compile(
 NO_KEY = "no-key"
 
 
-class _GatedOpenAI(openai.AsyncOpenAI):
-    """The SDK client, holding each request built until it may be sent (the SDK's own hook
-    before the send, :func:`providers.base.upstream_permitted`)."""
-
-    async def _prepare_request(self, request: httpx2.Request) -> None:
-        await upstream_permitted()
-
-
 class OpenAIProvider(BaseProvider):
     """OPTIONS: api_key, base_url, label, default_model, timeout (s), max_retries, headers,
     max_tokens_field (``max_completion_tokens``, OpenAI's, or ``max_tokens`` for servers that
@@ -82,7 +74,7 @@ class OpenAIProvider(BaseProvider):
         """The SDK client, created once per provider instance (and event loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = _GatedOpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=str(self.options.get("api_key") or NO_KEY),
                 base_url=self.options.get("base_url") or None,
                 timeout=float(self.options.get("timeout") or 60.0),

@@ -270,35 +270,3 @@ async def test_reported_model(alias: str, upstream_providers: FakeUpstream) -> N
     marker = upstream_providers.script("served", deltas=["x"], served_model="the-dated-model-001")
     out = await collect(providers[alias], _request(alias, marker))
     assert out.end is not None and out.end.model == "the-dated-model-001"
-
-
-async def test_no_byte_upstream_before_the_gate_opens(
-    alias: str, upstream_providers: FakeUpstream
-) -> None:
-    """A caller still deciding whether the call may happen (a comparison's admission) sets
-    ``upstream_gate``: the backend builds its request meanwhile but sends nothing until the gate
-    is set; cancelled while it waits, it never sends."""
-    from providers.base import upstream_gate
-
-    marker = upstream_providers.script("gated", deltas=["a", "b"])
-    provider = providers[alias]
-    gate = asyncio.Event()
-
-    async def call(prompt: str) -> list[str]:
-        upstream_gate.set(gate)  # this task's own context, as a comparison's slot task does
-        return [
-            e.text
-            for e in [ev async for ev in provider.stream(_request(alias, prompt))]
-            if isinstance(e, TextDelta)
-        ]
-
-    held = asyncio.create_task(call(marker))
-    refused = asyncio.create_task(call(f"{marker} refused"))
-    await asyncio.sleep(0.3)  # ample for a request to reach the (local) upstream
-    assert upstream_providers.requests_for("gated") == []
-    refused.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await refused
-    gate.set()
-    assert await asyncio.wait_for(held, 10) == ["a", "b"]
-    assert len(upstream_providers.requests_for("gated")) == 1
