@@ -58,7 +58,7 @@ HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=3001)
 
 INSTALLED_APPS = [
-    "daphne",
+    "playground.apps.DaphneConfig",  # daphne (runserver) without importing its server
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
