@@ -121,6 +121,7 @@ def ratings_fit(
     """Ratings with bootstrap 95 % intervals, best first, from per-pair outcome counts."""
     import numpy as np
 
+    _blas_limit()
     counts = [c for c in counts if c.a != c.b and c.a_wins + c.b_wins + c.ties > 0]
     models = sorted({c.a for c in counts} | {c.b for c in counts})
     if not models:
@@ -168,12 +169,22 @@ def ratings_fit(
     return sorted(rated, key=lambda r: (-r.rating, r.model))
 
 
-def ratings_prepare() -> None:
-    """A serving process's set-up for fits: BLAS on one thread (the fit's matrices are tiny; on
-    a busy 2-core machine OpenBLAS's threads only contend with the server's: 13 instead of 35 ms
-    of CPU per fit), and a tiny fit, so the first real one does not pay for numpy's lazy set-up
-    (~80 ms). docs/benchmarks.md ("Leaderboard")."""
-    from threadpoolctl import threadpool_limits
+_blas_limited = False
 
-    threadpool_limits(limits=1, user_api="blas")
+
+def _blas_limit() -> None:
+    """BLAS on one thread, once per process, before its first fit: the fit's matrices are tiny,
+    and on a busy 2-core machine OpenBLAS's threads only contend with the server's (13 instead
+    of 35 ms of CPU per fit). docs/benchmarks.md ("Leaderboard")."""
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        _blas_limited = True
+
+
+def ratings_prepare() -> None:
+    """A serving process's warm-up for fits: a tiny fit, so the first real one does not pay for
+    numpy's import and lazy set-up (~80 ms beyond the import)."""
     ratings_fit(counts=[PairCount("a", "b", 2, 1, 1), PairCount("b", "c", 1, 1, 0)], rounds=4)
