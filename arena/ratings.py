@@ -23,10 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-from threadpoolctl import threadpool_limits
+# numpy (~0.06-0.1 s of CPU to import) only where a fit runs: the API and its schemas import this
+# module, and so does every ``manage.py`` command through Django's URL checks.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Array = npt.NDArray[np.float64]
 
 PRIOR = 0.05
 SCALE = 400.0 / math.log(10.0)
@@ -38,8 +43,6 @@ _TOLERANCE = 1e-9
 #: Bootstrap rounds stop at a step of 1e-6 (0.0002 rating points; intervals are shown to 0.1).
 _BOOT_TOLERANCE = 1e-6
 _MAX_STEP = 2.0
-
-Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ def _fit(
     """Batched penalised maximum likelihood: ``wins``/``games`` are ``(rounds, pairs)`` counts of
     pair p = (i[p], j[p]) (wins of i, ties as halves); returns θ of shape ``(rounds, k)``, from
     ``start`` (``(k,)``, default zeros)."""
+    import numpy as np
+
     rounds = wins.shape[0]
     theta = np.zeros((rounds, k)) if start is None else np.repeat(start[None], rounds, axis=0)
     # Incidence of the pairs: +1 for i, -1 for j, so θ @ D.T is θi - θj for every pair.
@@ -114,6 +119,9 @@ def ratings_fit(
     *, counts: Sequence[PairCount], rounds: int = ROUNDS, seed: int = SEED
 ) -> list[ModelRating]:
     """Ratings with bootstrap 95 % intervals, best first, from per-pair outcome counts."""
+    import numpy as np
+
+    _blas_limit()
     counts = [c for c in counts if c.a != c.b and c.a_wins + c.b_wins + c.ties > 0]
     models = sorted({c.a for c in counts} | {c.b for c in counts})
     if not models:
@@ -161,10 +169,22 @@ def ratings_fit(
     return sorted(rated, key=lambda r: (-r.rating, r.model))
 
 
+_blas_limited = False
+
+
+def _blas_limit() -> None:
+    """BLAS on one thread, once per process, before its first fit: the fit's matrices are tiny,
+    and on a busy 2-core machine OpenBLAS's threads only contend with the server's (13 instead
+    of 35 ms of CPU per fit). docs/benchmarks.md ("Leaderboard")."""
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        _blas_limited = True
+
+
 def ratings_prepare() -> None:
-    """A serving process's set-up for fits: BLAS on one thread (the fit's matrices are tiny; on
-    a busy 2-core machine OpenBLAS's threads only contend with the server's: 13 instead of 35 ms
-    of CPU per fit), and a tiny fit, so the first real one does not pay for numpy's lazy set-up
-    (~80 ms). docs/benchmarks.md ("Leaderboard")."""
-    threadpool_limits(limits=1, user_api="blas")
+    """A serving process's warm-up for fits: a tiny fit, so the first real one does not pay for
+    numpy's import and lazy set-up (~80 ms beyond the import)."""
     ratings_fit(counts=[PairCount("a", "b", 2, 1, 1), PairCount("b", "c", 1, 1, 0)], rounds=4)

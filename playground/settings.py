@@ -58,7 +58,7 @@ HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=3001)
 
 INSTALLED_APPS = [
-    "daphne",
+    "playground.apps.DaphneConfig",  # daphne (runserver) without importing its server
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -305,8 +305,9 @@ AI_MODEL_PRICES_FILE: str = env.str("AI_MODEL_PRICES_FILE", default="")
 AI_MODELS_CACHE_SECONDS: float = env.float("AI_MODELS_CACHE_SECONDS", default=600.0)
 PROVIDER_FIRST_TOKEN_TIMEOUT: float = env.float("PROVIDER_FIRST_TOKEN_TIMEOUT", default=60.0)
 PROVIDER_IDLE_TIMEOUT: float = env.float("PROVIDER_IDLE_TIMEOUT", default=30.0)
-# Whether a serving process imports every provider's SDK at start (in a thread, ~2 s of CPU) so
-# that no first use imports one on the event loop. Off, each SDK loads on its provider's first use.
+# Whether a serving process imports every provider's SDK (and numpy, for the leaderboard) at start
+# (in a thread, ~2 s of CPU) so that no first use imports one on the event loop. Off, each SDK
+# loads on its provider's first use, numpy on the first leaderboard fit.
 PROVIDER_PRELOAD: bool = env.bool("PROVIDER_PRELOAD", default=True)
 
 # --- Comparisons ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 ``ProcessApplication`` wraps the protocol router. The first time the process serves anything it
 runs :func:`process_start` once, on the event loop's thread: on ASGI ``lifespan.startup`` where the
 server sends it (uvicorn, hypercorn), else on the first connection (daphne sends no lifespan);
+``lifespan.shutdown`` stops what it started (:meth:`ProcessApplication.stop`).
 ``manage.py serve`` calls :meth:`ProcessApplication.start` itself before listening. Importing the
 module changes nothing in the importing process (tests import it and use ``router`` directly).
 
@@ -12,6 +13,7 @@ Under daphne, the first connection also configures the server's protocol limits
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
@@ -29,13 +31,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def process_start() -> None:
-    """Start-up of a serving process; call once, on the thread that runs the event loop."""
+def process_start() -> Callable[[], None]:
+    """Start-up of a serving process; call once, on the thread that runs the event loop.
+    Returns the process shutdown: it stops what the start-up left running (the sweeper)."""
     from comparisons.maintenance import start_sweeper
 
     # Crash recovery: comparisons of a dead process become `interrupted` (in a thread: the sweep
     # is a blocking database call, and a database that is down must not stop the server).
-    start_sweeper()
+    sweeper = start_sweeper()
 
     # anyio (under httpx) asks sniffio which async library runs for every read with a timeout, and
     # sniffio answers by inspecting the current task: ~6 % of the server's CPU at 400 streams. The
@@ -46,6 +49,7 @@ def process_start() -> None:
     # The SDK imports take ~2 s: in a thread, so the server answers while they load (a comparison
     # started meanwhile waits for the import it needs on Python's import lock).
     threading.Thread(target=_preload_and_freeze, name="provider-preload", daemon=True).start()
+    return sweeper.stop
 
 
 def _preload_and_freeze() -> None:
@@ -54,11 +58,11 @@ def _preload_and_freeze() -> None:
     from arena.ratings import ratings_prepare
     from providers.registry import providers
 
-    # First (~0.1 s): the SDK imports below take seconds on a busy machine, and a leaderboard
-    # asked for meanwhile would be fitted with cold numpy and BLAS on every core.
-    ratings_prepare()
-
     if settings.PROVIDER_PRELOAD:
+        # First (~0.1 s): the SDK imports below take seconds on a busy machine, and a leaderboard
+        # asked for meanwhile would be fitted with cold numpy and BLAS on every core. Without the
+        # preload numpy too is left to its first use (~0.15 s of CPU a test server start saves).
+        ratings_prepare()
         for error in providers.preload():  # SDK imports now, not on the first comparison's loop
             logger.error("Provider not loaded: %s", error)
 
@@ -72,10 +76,13 @@ def _preload_and_freeze() -> None:
 class ProcessApplication:
     """An ASGI application that runs :func:`process_start` once before serving."""
 
-    def __init__(self, app: ASGIApp, *, start: Callable[[], None] = process_start) -> None:
+    def __init__(
+        self, app: ASGIApp, *, start: Callable[[], Callable[[], None]] = process_start
+    ) -> None:
         self.app = app
         self._start = start
         self._started = False
+        self._shutdown: Callable[[], None] | None = None
         self._server_seen = False
         self._lock = threading.Lock()
 
@@ -85,7 +92,14 @@ class ProcessApplication:
             if self._started:
                 return
             self._started = True
-            self._start()
+            self._shutdown = self._start()
+
+    def stop(self) -> None:
+        """Stop what the start-up left running (blocking: a sweep under way ends first)."""
+        with self._lock:
+            shutdown, self._shutdown = self._shutdown, None
+        if shutdown is not None:
+            shutdown()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -124,5 +138,8 @@ class ProcessApplication:
                 from providers.registry import providers
 
                 await providers.aclose()  # aiohttp logs each provider session dropped open
+                # The process may outlive the application (an embedding server, a test): its
+                # sweeper must not go on sweeping a database that is gone.
+                await asyncio.to_thread(self.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -11,6 +11,7 @@ import compileall
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -88,6 +89,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         engine = settings.DATABASES["default"]["ENGINE"]
         if "postgresql" not in engine:
             _missing("DATABASE_URL does not point at PostgreSQL")
+
+
+@pytest.fixture(autouse=True)
+def _no_process_start_here() -> Iterator[None]:
+    """The process start-up belongs to server processes: in the test process its sweeper thread
+    would outlive the test database (in-process tests use ``playground.asgi.router``)."""
+    yield
+    leaked = [t.name for t in threading.enumerate() if t.name == "comparison-sweeper"]
+    assert not leaked, "the test ran the process start-up (playground.asgi.application)"
 
 
 @pytest.fixture(scope="session")

@@ -125,8 +125,10 @@ async def test_sockets_are_capped_per_user(static_key) -> None:
 
 async def test_the_application_caps_sockets_per_user(static_key, settings) -> None:
     """playground.asgi passes its process-wide limiter to /ws (limits read from settings)."""
-    from playground.asgi import application
+    from playground.asgi import application as process_application
 
+    # Its stack without the process start-up (no sweeper thread in the test process).
+    application = process_application.app
     static_key()
     settings.WS_MAX_SOCKETS_PER_USER = 1
     first = await Client(application, sub="user_app").open()

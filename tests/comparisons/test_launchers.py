@@ -125,20 +125,36 @@ from playground.asgi import application
 imported = state()
 
 async def lifespan():
-    inbox = asyncio.Queue()
-    inbox.put_nowait({"type": "lifespan.startup"})
-    inbox.put_nowait({"type": "lifespan.shutdown"})
+    shutdown = asyncio.Event()
+    received = []
+    async def receive():
+        if not received:
+            received.append("startup")
+            return {"type": "lifespan.startup"}
+        await shutdown.wait()
+        return {"type": "lifespan.shutdown"}
     sent = []
+    started = asyncio.Event()
     async def send(message):
         sent.append(message["type"])
-    await application({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send)
+        started.set()
+    task = asyncio.create_task(
+        application({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    )
+    await started.wait()
     for thread in threading.enumerate():
         if thread.name == "provider-preload":
-            thread.join(60)
-    return sent, state(), len(gc.get_objects())
+            await asyncio.to_thread(thread.join, 60)
+    running = state(), len(gc.get_objects())
+    shutdown.set()
+    await task
+    return sent, *running, state()
 
-sent, started, unfrozen = asyncio.run(lifespan())
-print(json.dumps({"imported": imported, "sent": sent, "started": started, "unfrozen": unfrozen}))
+sent, started, unfrozen, stopped = asyncio.run(lifespan())
+print(json.dumps({
+    "imported": imported, "sent": sent, "started": started, "unfrozen": unfrozen,
+    "stopped": stopped,
+}))
 """
 
 
@@ -163,7 +179,8 @@ def test_importing_the_application_changes_nothing_and_lifespan_starts_the_proce
     tmp_path: Path,
 ) -> None:
     """Tests and tools import ``playground.asgi``: their heap is not frozen, no SDK is loaded.
-    A server that sends ``lifespan.startup`` gets the whole start-up before its first request."""
+    A server that sends ``lifespan.startup`` gets the whole start-up before its first request;
+    ``lifespan.shutdown`` stops the sweeper (the process may go on without the application)."""
     result = run_lifespan(tmp_path)
     assert result["imported"] == {"frozen": 0, "sdks": [], "sniffio": None, "sweeper": False}
     assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
@@ -171,6 +188,7 @@ def test_importing_the_application_changes_nothing_and_lifespan_starts_the_proce
     assert started["sdks"] == ["anthropic", "google.genai", "openai"]
     assert started["sniffio"] == "asyncio" and started["sweeper"]
     assert started["frozen"] > 100_000 and result["unfrozen"] < 10_000
+    assert result["stopped"]["sweeper"] is False
 
 
 def test_without_the_preload_the_start_up_loads_no_sdk_and_still_freezes_the_heap(

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import websockets
 
 from tests.comparisons.test_lifecycle import assert_watched_exactly_once
 from tests.fake_upstream.fixtures import TEST_API_KEY
-from tests.servers import ROOT, ProcessAuth, Server, server_env
+from tests.servers import ROOT, ProcessAuth, ProcessDatabases, Server, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -74,6 +75,43 @@ def demo_env(database: str, tmp_path: Path, auth: ProcessAuth, **extra: str) -> 
     return server_env(database, tmp_path, **auth.env(), **settings)
 
 
+class RedisPair:
+    """Two server processes sharing Redis and one database, and their environment."""
+
+    def __init__(self, env: dict[str, str], first: Server, second: Server) -> None:
+        self.env, self.first, self.second = env, first, second
+
+
+@pytest.fixture(scope="module")
+def redis_pair(
+    process_databases: ProcessDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisPair]:
+    """Started once for the module's tests that need no settings of their own (a server start
+    is ~1.3 s of CPU): each such test uses its own user, so their comparisons, sessions and
+    limits do not meet. Tests that kill, restart or configure a server start their own."""
+    from tests.conftest import TEST_REDIS_URL
+
+    tmp = tmp_path_factory.mktemp("redis-pair")
+    with process_databases.copy() as database:
+        env = demo_env(
+            database,
+            tmp,
+            ProcessAuth(),
+            REDIS_URL=TEST_REDIS_URL,
+            CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+            PLAYGROUND_MAX_RUNNING_PER_USER="2",  # test_watch_and_limits_... (per user)
+        )
+        servers: list[Server] = []
+        try:
+            for _ in range(2):  # each stopped below, even when the second fails to start
+                servers.append(Server(env))
+                servers[-1].start()
+            yield RedisPair(env, *servers)
+        finally:
+            for server in servers:
+                server.stop()
+
+
 def chunks_by_model(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for event in events:
@@ -84,63 +122,52 @@ def chunks_by_model(events: list[dict[str, Any]]) -> dict[str, list[dict[str, An
 
 @pytest.mark.redis
 async def test_watch_and_limits_across_two_processes_sharing_redis(
-    database, tmp_path, auth, redis_url
+    redis_pair: RedisPair, auth: ProcessAuth
 ) -> None:
-    env = demo_env(
-        database,
-        tmp_path,
-        auth,
-        REDIS_URL=redis_url,
-        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
-        PLAYGROUND_MAX_RUNNING_PER_USER="2",
+    """At most 2 running comparisons per user (the pair's setting), over both processes."""
+    first, second = redis_pair.first, redis_pair.second
+    starter = await open_socket(first, auth, "user_two")
+    prompt = "Tell me about relays " * 5
+    await starter.send(
+        "startComparison",
+        {
+            "prompt": prompt,
+            "models": [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}],
+        },
     )
-    first, second = Server(env).start(), Server(env).start()
-    try:
-        starter = await open_socket(first, auth, "user_two")
-        prompt = "Tell me about relays " * 5
-        await starter.send(
-            "startComparison",
-            {
-                "prompt": prompt,
-                "models": [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}],
-            },
-        )
-        created = await starter.receive()
-        sid = created["data"]["sessionId"]
-        before = await starter.until("modelChunk")
+    created = await starter.receive()
+    sid = created["data"]["sessionId"]
+    before = await starter.until("modelChunk")
 
-        watcher = await open_socket(second, auth, "user_two")
-        await watcher.send("watchSession", {"sessionId": sid})
-        snapshot = await watcher.receive()
-        assert snapshot["event"] == "sessionSnapshot", snapshot
-        assert snapshot["data"]["status"] == "streaming"
+    watcher = await open_socket(second, auth, "user_two")
+    await watcher.send("watchSession", {"sessionId": sid})
+    snapshot = await watcher.receive()
+    assert snapshot["event"] == "sessionSnapshot", snapshot
+    assert snapshot["data"]["status"] == "streaming"
 
-        # A second comparison (as long as the first) fills the limit of 2; a third on the other
-        # process, sent as soon as the second is admitted, is refused.
-        other = await open_socket(second, auth, "user_two")
-        await starter.send("startComparison", {"prompt": prompt, "providers": ["demo"]})
-        before += await starter.until("sessionCreated")  # admitted: now 2 are running
-        await other.send("startComparison", {"prompt": "one more", "providers": ["demo"]})
-        refused = await other.until("error")
-        assert "limit 2" in refused[-1]["data"]["message"]
+    # A second comparison (as long as the first) fills the limit of 2; a third on the other
+    # process, sent as soon as the second is admitted, is refused.
+    other = await open_socket(second, auth, "user_two")
+    await starter.send("startComparison", {"prompt": prompt, "providers": ["demo"]})
+    before += await starter.until("sessionCreated")  # admitted: now 2 are running
+    await other.send("startComparison", {"prompt": "one more", "providers": ["demo"]})
+    refused = await other.until("error")
+    assert "limit 2" in refused[-1]["data"]["message"]
 
-        watched = await watcher.until("comparisonComplete", timeout=60)
-        assert watched[-1]["data"] == {"sessionId": sid, "status": "complete"}
-        # The starter also runs the second comparison; wait for *this* one's end.
-        started = before + await starter.until("comparisonComplete", timeout=60, session=sid)
-        own = [e for e in started if e["data"].get("sessionId") == sid]
-        full = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(own).items()}
-        later = chunks_by_model(watched)
-        for model in snapshot["data"]["models"]:
-            key = model["key"]
-            indices = [c["index"] for c in later.get(key, [])]
-            assert indices == list(range(model["nextIndex"], model["nextIndex"] + len(indices)))
-            assert model["content"] + "".join(c["chunk"] for c in later.get(key, [])) == full[key]
-        saved = rest(second, auth, "user_two", f"/sessions/{sid}")
-        assert {k: v["content"] for k, v in saved["responses"].items()} == full
-    finally:
-        first.stop()
-        second.stop()
+    watched = await watcher.until("comparisonComplete", timeout=60)
+    assert watched[-1]["data"] == {"sessionId": sid, "status": "complete"}
+    # The starter also runs the second comparison; wait for *this* one's end.
+    started = before + await starter.until("comparisonComplete", timeout=60, session=sid)
+    own = [e for e in started if e["data"].get("sessionId") == sid]
+    full = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(own).items()}
+    later = chunks_by_model(watched)
+    for model in snapshot["data"]["models"]:
+        key = model["key"]
+        indices = [c["index"] for c in later.get(key, [])]
+        assert indices == list(range(model["nextIndex"], model["nextIndex"] + len(indices)))
+        assert model["content"] + "".join(c["chunk"] for c in later.get(key, [])) == full[key]
+    saved = rest(second, auth, "user_two", f"/sessions/{sid}")
+    assert {k: v["content"] for k, v in saved["responses"].items()} == full
 
 
 async def test_sigkill_mid_stream_is_recovered_as_interrupted(database, tmp_path, auth) -> None:
@@ -282,59 +309,49 @@ async def play_recorded(comparison_id: str, speed: str, env: dict[str, str]) -> 
 
 @pytest.mark.redis
 async def test_recorded_replay_reaches_watchers_on_a_server(
-    database, tmp_path, auth, redis_url
+    redis_pair: RedisPair, auth: ProcessAuth
 ) -> None:
     """A recorded replay is a new stream of the comparison's events: it opens with its own
     snapshot (nothing played, ``nextIndex`` 0), so a watcher that already has the final snapshot
     (``nextIndex`` N) never sees an index twice; a watcher that joins mid-replay gets none of it."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    env = demo_env(
-        database,
-        tmp_path,
-        auth,
-        REDIS_URL=redis_url,
-        CHANNEL_LAYER_PREFIX=prefix,
-        DEMO_TOKENS_PER_SECOND="400",
-    )
+    # The commands run beside the pair's first server (its database and Redis prefix).
+    env = {**redis_pair.env, "DEMO_TOKENS_PER_SECOND": "400"}
     made = json.loads(
         manage(
             "compare", "Replay me", "--models", "demo", "--user", "user_rec", "--json", env=env
         ).stdout
     )
     content = made["responses"]["demo-echo"]["content"]
-    server = Server(env).start()
-    try:
-        watcher = await open_socket(server, auth, "user_rec")
-        await watcher.send("watchSession", {"sessionId": made["id"]})
-        final = await watcher.until("comparisonComplete")
-        assert [e["event"] for e in final] == ["sessionSnapshot", "comparisonComplete"]
-        [model] = final[0]["data"]["models"]
-        assert model["nextIndex"] > 0 and model["content"] == content
+    server = redis_pair.first
+    watcher = await open_socket(server, auth, "user_rec")
+    await watcher.send("watchSession", {"sessionId": made["id"]})
+    final = await watcher.until("comparisonComplete")
+    assert [e["event"] for e in final] == ["sessionSnapshot", "comparisonComplete"]
+    [model] = final[0]["data"]["models"]
+    assert model["nextIndex"] > 0 and model["content"] == content
 
-        replaying = asyncio.create_task(play_recorded(made["id"], "0.5", env))
-        opening = await watcher.receive(timeout=30)
-        assert opening["event"] == "sessionSnapshot"
-        assert opening["data"]["status"] == "streaming" and opening["data"]["replay"] is True
-        assert [(m["nextIndex"], m["content"]) for m in opening["data"]["models"]] == [(0, "")]
-        started = await watcher.until("modelChunk")
-        late = await open_socket(server, auth, "user_rec")  # joins mid-replay
-        await late.send("watchSession", {"sessionId": made["id"]})
-        late_events = await late.until("comparisonComplete")
-        events = final + [opening, *started] + await watcher.until("comparisonComplete", timeout=60)
-        printed = await replaying
-        assert printed[0] == opening
-        assert assert_snapshots_and_chunks_add_up(events) == {"demo-echo": content}
-        assert [e["event"] for e in events].count("comparisonComplete") == 2
-        assert [e["event"] for e in late_events] == ["sessionSnapshot", "comparisonComplete"]
+    replaying = asyncio.create_task(play_recorded(made["id"], "0.5", env))
+    opening = await watcher.receive(timeout=30)
+    assert opening["event"] == "sessionSnapshot"
+    assert opening["data"]["status"] == "streaming" and opening["data"]["replay"] is True
+    assert [(m["nextIndex"], m["content"]) for m in opening["data"]["models"]] == [(0, "")]
+    started = await watcher.until("modelChunk")
+    late = await open_socket(server, auth, "user_rec")  # joins mid-replay
+    await late.send("watchSession", {"sessionId": made["id"]})
+    late_events = await late.until("comparisonComplete")
+    events = final + [opening, *started] + await watcher.until("comparisonComplete", timeout=60)
+    printed = await replaying
+    assert printed[0] == opening
+    assert assert_snapshots_and_chunks_add_up(events) == {"demo-echo": content}
+    assert [e["event"] for e in events].count("comparisonComplete") == 2
+    assert [e["event"] for e in late_events] == ["sessionSnapshot", "comparisonComplete"]
 
-        # The next replay reaches both, each from its opening snapshot.
-        await play_recorded(made["id"], "10", env)
-        for socket in (watcher, late):
-            again = await socket.until("comparisonComplete", timeout=60)
-            assert again[0]["event"] == "sessionSnapshot" and again[0]["data"]["replay"] is True
-            assert assert_snapshots_and_chunks_add_up(again) == {"demo-echo": content}
-    finally:
-        server.stop()
+    # The next replay reaches both, each from its opening snapshot.
+    await play_recorded(made["id"], "10", env)
+    for socket in (watcher, late):
+        again = await socket.until("comparisonComplete", timeout=60)
+        assert again[0]["event"] == "sessionSnapshot" and again[0]["data"]["replay"] is True
+        assert assert_snapshots_and_chunks_add_up(again) == {"demo-echo": content}
 
 
 async def test_serve_closes_an_oversized_frame_with_1009_and_answers_big_heads_with_json(
@@ -525,51 +542,40 @@ async def test_refused_starts_reach_no_provider_across_two_processes(
 
 @pytest.mark.redis
 async def test_follow_up_turns_reach_watchers_in_another_process(
-    database, tmp_path, auth, redis_url
+    redis_pair: RedisPair, auth: ProcessAuth
 ) -> None:
     """A follow-up sent on one process runs there; a socket of the other process that watched
     the comparison gets the turn live (through Redis), each chunk once; a follow-up sent on the
     second process while the first still runs the turn is refused."""
-    env = demo_env(
-        database,
-        tmp_path,
-        auth,
-        REDIS_URL=redis_url,
-        CHANNEL_LAYER_PREFIX=f"t{uuid.uuid4().hex[:8]}",
-    )
-    first, second = Server(env).start(), Server(env).start()
-    try:
-        starter = await open_socket(first, auth, "user_turns")
-        models = [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}]
-        await starter.send("startComparison", {"prompt": "Relays?", "models": models})
-        sid = (await starter.receive(timeout=60))["data"]["sessionId"]
-        await starter.until("comparisonComplete", timeout=60)
+    first, second = redis_pair.first, redis_pair.second
+    starter = await open_socket(first, auth, "user_turns")
+    models = [{"provider": "demo"}, {"provider": "demo", "model": "demo-fast"}]
+    await starter.send("startComparison", {"prompt": "Relays?", "models": models})
+    sid = (await starter.receive(timeout=60))["data"]["sessionId"]
+    await starter.until("comparisonComplete", timeout=60)
 
-        watcher = await open_socket(second, auth, "user_turns")
-        await watcher.send("watchSession", {"sessionId": sid})
-        await watcher.until("comparisonComplete", timeout=30)  # saved state + end marker
+    watcher = await open_socket(second, auth, "user_turns")
+    await watcher.send("watchSession", {"sessionId": sid})
+    await watcher.until("comparisonComplete", timeout=30)  # saved state + end marker
 
-        await starter.send("sendFollowUp", {"sessionId": sid, "prompt": "And switches? " * 5})
-        opened = await starter.until("modelChunk")
-        assert opened[0]["event"] == "turnStarted"
-        # The turn runs on the first process: the second refuses a follow-up meanwhile.
-        await watcher.send("sendFollowUp", {"sessionId": sid, "prompt": "too soon"})
-        ran = opened + await starter.until("comparisonComplete", timeout=60)
-        seen = await watcher.until("comparisonComplete", timeout=60)
-        refusal = [e for e in seen if e["event"] == "error"]
-        assert refusal and "is still answering" in refusal[0]["data"]["message"]
-        live = [e for e in seen if e["event"] != "error"]
-        assert live[0]["event"] == "turnStarted" and live[0]["data"]["turn"] == 1
-        assert [e["event"] for e in live] == [e["event"] for e in ran]
-        assert chunks_by_model(live) == chunks_by_model(ran)
-        assert live[-1]["data"] == {"sessionId": sid, "status": "complete", "turn": 1}
+    await starter.send("sendFollowUp", {"sessionId": sid, "prompt": "And switches? " * 5})
+    opened = await starter.until("modelChunk")
+    assert opened[0]["event"] == "turnStarted"
+    # The turn runs on the first process: the second refuses a follow-up meanwhile.
+    await watcher.send("sendFollowUp", {"sessionId": sid, "prompt": "too soon"})
+    ran = opened + await starter.until("comparisonComplete", timeout=60)
+    seen = await watcher.until("comparisonComplete", timeout=60)
+    refusal = [e for e in seen if e["event"] == "error"]
+    assert refusal and "is still answering" in refusal[0]["data"]["message"]
+    live = [e for e in seen if e["event"] != "error"]
+    assert live[0]["event"] == "turnStarted" and live[0]["data"]["turn"] == 1
+    assert [e["event"] for e in live] == [e["event"] for e in ran]
+    assert chunks_by_model(live) == chunks_by_model(ran)
+    assert live[-1]["data"] == {"sessionId": sid, "status": "complete", "turn": 1}
 
-        saved = rest(second, auth, "user_turns", f"/sessions/{sid}")
-        texts = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(ran).items()}
-        assert {k: v["content"] for k, v in saved["turns"][1]["responses"].items()} == texts
-    finally:
-        first.stop()
-        second.stop()
+    saved = rest(second, auth, "user_turns", f"/sessions/{sid}")
+    texts = {k: "".join(c["chunk"] for c in v) for k, v in chunks_by_model(ran).items()}
+    assert {k: v["content"] for k, v in saved["turns"][1]["responses"].items()} == texts
 
 
 class SharedPortServer(Server):

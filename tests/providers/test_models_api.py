@@ -1,4 +1,5 @@
-"""``GET /models`` over the real ASGI application, with the vendors' lists from the fake."""
+"""``GET /models`` over the ASGI application (the router: no process start-up in the test
+process), with the vendors' lists from the fake."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from channels.testing import HttpCommunicator
 
-from playground.asgi import application
+from playground.asgi import router as application
 from tests.fake_upstream import FakeUpstream
 
 

@@ -68,20 +68,26 @@ def upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
-def page_server_env(database_url: str, workdir: Path, upstream: FakeUpstream) -> dict[str, str]:
-    """A DEBUG server (development sign-in) whose vendors all point at the fake upstream."""
+def page_server_env(
+    database_url: str, workdir: Path, upstream: FakeUpstream, *, vendors: bool = True
+) -> dict[str, str]:
+    """A DEBUG server (development sign-in) whose vendors all point at the fake upstream; without
+    ``vendors``, the demo provider only (no vendor SDK to import: ~1.5 s of CPU per start)."""
+    vendor_env = {
+        "ANTHROPIC_API_KEY": TEST_API_KEY,
+        "ANTHROPIC_BASE_URL": upstream.url,
+        "ANTHROPIC_MAX_RETRIES": "0",
+        "OPENAI_API_KEY": TEST_API_KEY,
+        "OPENAI_BASE_URL": f"{upstream.url}/v1",
+        "OPENAI_MAX_RETRIES": "0",
+        "GOOGLE_GEMINI_API_KEY": TEST_API_KEY,
+        "GOOGLE_GEMINI_BASE_URL": upstream.url,
+        "GOOGLE_GEMINI_MAX_RETRIES": "0",
+    }
     return server_env(
         database_url,
         workdir,
-        ANTHROPIC_API_KEY=TEST_API_KEY,
-        ANTHROPIC_BASE_URL=upstream.url,
-        ANTHROPIC_MAX_RETRIES="0",
-        OPENAI_API_KEY=TEST_API_KEY,
-        OPENAI_BASE_URL=f"{upstream.url}/v1",
-        OPENAI_MAX_RETRIES="0",
-        GOOGLE_GEMINI_API_KEY=TEST_API_KEY,
-        GOOGLE_GEMINI_BASE_URL=upstream.url,
-        GOOGLE_GEMINI_MAX_RETRIES="0",
+        **(vendor_env if vendors else {}),
         DEMO_TOKENS_PER_SECOND="40",
         DEMO_FIRST_TOKEN_DELAY="0.05",
         PLAYGROUND_MAX_RUNNING_PER_USER="50",
@@ -91,16 +97,24 @@ def page_server_env(database_url: str, workdir: Path, upstream: FakeUpstream) ->
 
 
 @pytest.fixture(scope="module")
+def page_vendors() -> bool:
+    """Whether the module's page server has the vendors (a module whose pages use only the demo
+    provider overrides this with False)."""
+    return True
+
+
+@pytest.fixture(scope="module")
 def page_server(
     process_databases: ProcessDatabases,
     tmp_path_factory: pytest.TempPathFactory,
     upstream: FakeUpstream,
     browser: Any,
+    page_vendors: bool,
 ) -> Iterator[Server]:
     """One server process per test module (started after the browser check)."""
     workdir = tmp_path_factory.mktemp("page-server")
     with process_databases.copy() as url:
-        server = Server(page_server_env(url, workdir, upstream))
+        server = Server(page_server_env(url, workdir, upstream, vendors=page_vendors))
         server.start(stdout=workdir / "server.log")
         try:
             yield server

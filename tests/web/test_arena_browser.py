@@ -15,6 +15,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 MODELS = (("demo", "demo-echo"), ("demo", "demo-fast"))
 
 
+@pytest.fixture(scope="module")
+def page_vendors() -> bool:
+    """The demo provider only: no vendor SDK for the server to import."""
+    return False
+
+
 def blind_battle(view: Playground, prompt: str) -> str:
     view.open()
     view.choose(*MODELS)

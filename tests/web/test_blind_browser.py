@@ -14,6 +14,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 NAMES = ("demo-echo", "demo-fast", "Demo · ", "demo ·")
 
 
+@pytest.fixture(scope="module")
+def page_vendors() -> bool:
+    """The demo provider only: no vendor SDK for the server to import."""
+    return False
+
+
 def visible_names(view: Playground) -> list[str]:
     """Model names in the comparison's visible text (the compose form lists what was picked,
     not which column is which, and is left out)."""

@@ -74,7 +74,8 @@ def start_server(
 
     def start(**extra: str) -> Server:
         url = stack.enter_context(process_databases.copy())
-        env = {**page_server_env(url, tmp_path, upstream), **extra}
+        # Sign-in only, and the demo provider: no vendor SDK for the server to import.
+        env = {**page_server_env(url, tmp_path, upstream, vendors=False), **extra}
         server = Server(env).start(stdout=tmp_path / f"server{len(servers)}.log")
         servers.append(server)
         return server

@@ -5,15 +5,18 @@ threads' connections) ends with ``flush``, which on PostgreSQL is one ``TRUNCATE
 a new file per table and index, ~1 s on this shared machine's disk. The tables hold a few rows at
 that point, so ``DELETE`` in one transaction (foreign keys are ``DEFERRABLE INITIALLY DEFERRED``,
 checked at commit) leaves them as empty in ~30 ms; and the test process's commits do not wait
-for the WAL flush. Nothing else differs from Django's backend; server processes started by the
-suite use Django's own (their DATABASE_URL).
+for the WAL flush. At the end of the session the test database is dropped ``WITH (FORCE)``: asgiref's executor
+threads keep their idle thread-local connections (unreachable from the test thread), and a plain
+``DROP DATABASE`` waited 5 s for them, then failed ("being accessed by other users"). Nothing
+else differs from Django's backend; server processes started by the suite use Django's own
+(their DATABASE_URL).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.backends.postgresql import base, operations
+from django.db.backends.postgresql import base, creation, operations
 
 KEPT = frozenset({"django_content_type", "auth_permission"})
 
@@ -40,8 +43,17 @@ class DatabaseOperations(operations.DatabaseOperations):
         ]
 
 
+class DatabaseCreation(creation.DatabaseCreation):
+    def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
+        with self.connection._nodb_cursor() as cursor:
+            cursor.execute(
+                f"DROP DATABASE {self.connection.ops.quote_name(test_database_name)} WITH (FORCE)"
+            )
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+    creation_class = DatabaseCreation
 
     def get_connection_params(self) -> dict[str, Any]:
         # A commit returns before its WAL reaches the disk: on this shared machine a WAL flush
