@@ -31,6 +31,7 @@ from typing import Any
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
+from twisted.internet import tcp
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,38 @@ def unsent_bytes(transport: Any) -> int:
     return len(buffered) - offset + pending
 
 
+def write_now(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, but sent to the socket at once when nothing is queued.
+
+    twisted's ``write`` only buffers: it registers the socket for writing (an ``epoll_ctl``),
+    sends when the loop next sees it writable, then unregisters it (another ``epoll_ctl``):
+    three syscalls, a loop wake-up and twisted's Python write path for every relayed chunk.
+    A socket with an empty buffer can almost always take a chunk now, as asyncio's transports
+    assume. What the kernel does not take, any error, TLS, or data already queued (order) goes
+    the ordinary way; twisted then reports a broken connection as it always does.
+    """
+    if (
+        type(transport) is not tcp.Server
+        or transport.TLS
+        or transport._tempDataLen
+        or len(transport.dataBuffer) > transport.offset
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
+
+
 class InboundLimitedWebSocketProtocol(WebSocketProtocol):
     """daphne's WebSocket protocol with ``maxMessagePayloadSize`` limiting received messages
     only: a message the server sends goes out whatever its size.
@@ -89,6 +122,16 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
         transport: Any = self.transport
         if isinstance(getattr(transport, "producer", None), HTTPChannel):
             transport.unregisterProducer()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # autobahn's own formats a debug line's arguments (click styling) on every call, logged
+        # or not, and leaves the socket to twisted's deferred write (see write_now).
+        if sync or chopsize or self.send_queue or self.logOctets:
+            super().sendData(data, sync, chopsize)
+            return
+        write_now(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def sendMessage(
         self,
