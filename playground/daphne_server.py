@@ -26,6 +26,7 @@ import json
 import logging
 import types
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketServerProtocol
@@ -57,6 +58,17 @@ CLOSE_TOO_SLOW = 4008
 #: Seconds such a socket has to take what is queued (and read why it closes) before it is
 #: dropped; its buffer no longer grows meanwhile.
 TOO_SLOW_CLOSE_SECONDS = 10.0
+
+
+def daphne_text_sender(send: Any) -> Callable[[str], bool] | None:
+    """The direct sender (:meth:`InboundLimitedWebSocketProtocol.send_text`) of the daphne
+    WebSocket behind an application instance's ``send``; None under another server."""
+    if daphne_server_of(send) is None:
+        return None
+    protocol = send.args[0]
+    if isinstance(protocol, InboundLimitedWebSocketProtocol):
+        return protocol.send_text
+    return None
 
 
 def unsent_bytes(transport: Any) -> int:
@@ -97,6 +109,10 @@ def write_now(transport: Any, data: bytes) -> None:
         return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+#: A text frame's first two bytes (FIN + text opcode, unmasked length) for each short length.
+_TEXT_HEADS = tuple(bytes((0x81, size)) for size in range(126))
 
 
 class InboundLimitedWebSocketProtocol(WebSocketProtocol):
@@ -149,12 +165,48 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
         finally:
             self.maxMessagePayloadSize = limit
+        self._bound_outbound(len(payload))
+
+    def send_text(self, text: str) -> bool:
+        """Send ``text`` as one text message now, as daphne does for an application's
+        ``websocket.send``, without its way there: the ASGI message dict, three coroutines,
+        daphne's and autobahn's checks and autobahn's generic framing (per relayed chunk). An
+        unmasked, uncompressed, unfragmented frame, as autobahn's defaults make it.
+
+        False (nothing sent) when the socket is not open or an option this path does not
+        implement is on: the caller then sends the ordinary way, which raises or ignores as
+        daphne does.
+        """
+        if (
+            self.state != self.STATE_OPEN
+            or self._perMessageCompress is not None
+            or self.maskServerFrames
+            or self.autoFragmentSize
+            or self.trackedTimings
+            or self.logFrames
+        ):
+            return False
+        payload = text.encode()
+        size = len(payload)
+        if size <= 125:
+            head = _TEXT_HEADS[size]
+        elif size <= 0xFFFF:
+            head = b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            head = b"\x81\x7f" + size.to_bytes(8, "big")
+        self.sendData(head + payload)
+        self._bound_outbound(size)
+        return True
+
+    def _bound_outbound(self, size: int) -> None:
+        """Close the socket with 4008 when more than ``outbound_limit`` bytes were unsent before
+        the message of ``size`` bytes just written."""
         outbound = self.outbound_limit
         # What was unsent before this message: one large snapshot alone never closes a socket.
         if (
             outbound
             and self.state == self.STATE_OPEN
-            and unsent_bytes(self.transport) - len(payload) > outbound
+            and unsent_bytes(self.transport) - size > outbound
         ):
             self.closeHandshakeTimeout = TOO_SLOW_CLOSE_SECONDS
             self.sendClose(code=CLOSE_TOO_SLOW, reason="Client too slow: too much unread data")
