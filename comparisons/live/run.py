@@ -495,4 +495,7 @@ class ComparisonRun:
             error = slot.public_error()
             await publish(events.model_error(session_id=sid, model=key, error=error, turn=turn))
         await publish(events.model_status(session_id=sid, model=key, status=slot.status, turn=turn))
-        await self._save([slot])
+        # The last slot to end is written by the final save right after (every slot, one
+        # transaction): its own save would be a second transaction per comparison for nothing.
+        if not all(s.finished for s in self.slots):
+            await self._save([slot])
