@@ -436,8 +436,8 @@ class _SocketIOApp:
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return
-        if scope["type"] == "websocket":
-            send = _direct_text(send)
+        if scope["type"] == "websocket" and scope.get("path", "").startswith(self._prefix):
+            send = _direct_text(send)  # Engine.IO's socket only: /ws finds daphne's send itself
         await self._inner(scope, receive, send)
 
 
