@@ -28,6 +28,7 @@ from comparisons.frames import (
 )
 from comparisons.live.core import Connection, LiveComparisons, LiveError
 from comparisons.live.subscribers import Subscriber
+from playground.daphne_server import daphne_text_sender
 
 
 class WsSubscriber(Subscriber):
@@ -36,14 +37,18 @@ class WsSubscriber(Subscriber):
     def __init__(self, consumer: ComparisonConsumer, name: str) -> None:
         self.name = name
         self._send = consumer.send
+        # Under daphne, frames are written to the socket directly (per relayed chunk: no ASGI
+        # message, no three coroutines); the ordinary send when it declines (socket not open).
+        self._send_now = daphne_text_sender(consumer.base_send)
 
     async def send(self, frame: Frame) -> None:
-        await self._send(text_data=frame.ws)
+        send_now = self._send_now
+        if send_now is None or not send_now(frame.ws):
+            await self._send(text_data=frame.ws)
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
-        send = self._send
         for frame in frames:
-            await send(text_data=frame.ws)
+            await self.send(frame)
 
 
 class ComparisonConsumer(AuthenticatedJsonConsumer):

@@ -51,6 +51,7 @@ from comparisons.frames import (
 )
 from comparisons.live.core import Connection, LiveComparisons, LiveError
 from comparisons.live.subscribers import Subscriber
+from playground.daphne_server import daphne_text_sender
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +436,32 @@ class _SocketIOApp:
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return
+        if scope["type"] == "websocket" and scope.get("path", "").startswith(self._prefix):
+            send = _direct_text(send)  # Engine.IO's socket only: /ws finds daphne's send itself
         await self._inner(scope, receive, send)
+
+
+def _direct_text(send: Any) -> Any:
+    """``send`` with Engine.IO's text messages written by daphne's protocol directly (see
+    ``daphne_text_sender``: per relayed chunk, no daphne ``handle_reply`` coroutine and checks,
+    no autobahn generic framing); every other message, and all under other servers, as before."""
+    send_now = daphne_text_sender(send)
+    if send_now is None:
+        return send
+
+    async def send_direct(message: dict[str, Any]) -> None:
+        # daphne sends nothing for an empty text and refuses text with bytes: those go its way.
+        text = message.get("text")
+        if (
+            message["type"] == "websocket.send"
+            and text
+            and not message.get("bytes")
+            and send_now(text)
+        ):
+            return
+        await send(message)
+
+    return send_direct
 
 
 def socketio_application(

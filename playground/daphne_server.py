@@ -26,11 +26,13 @@ import json
 import logging
 import types
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
+from twisted.internet import tcp
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
 logger = logging.getLogger(__name__)
@@ -58,12 +60,59 @@ CLOSE_TOO_SLOW = 4008
 TOO_SLOW_CLOSE_SECONDS = 10.0
 
 
+def daphne_text_sender(send: Any) -> Callable[[str], bool] | None:
+    """The direct sender (:meth:`InboundLimitedWebSocketProtocol.send_text`) of the daphne
+    WebSocket behind an application instance's ``send``; None under another server."""
+    if daphne_server_of(send) is None:
+        return None
+    protocol = send.args[0]
+    if isinstance(protocol, InboundLimitedWebSocketProtocol):
+        return protocol.send_text
+    return None
+
+
 def unsent_bytes(transport: Any) -> int:
     """Bytes twisted holds for ``transport`` that the peer has not taken yet (0 if unknown)."""
     buffered = getattr(transport, "dataBuffer", b"")
     offset = getattr(transport, "offset", 0)
     pending = getattr(transport, "_tempDataLen", 0)
     return len(buffered) - offset + pending
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, but sent to the socket at once when nothing is queued.
+
+    twisted's ``write`` only buffers: it registers the socket for writing (an ``epoll_ctl``),
+    sends when the loop next sees it writable, then unregisters it (another ``epoll_ctl``):
+    three syscalls, a loop wake-up and twisted's Python write path for every relayed chunk.
+    A socket with an empty buffer can almost always take a chunk now, as asyncio's transports
+    assume. What the kernel does not take, any error, TLS, or data already queued (order) goes
+    the ordinary way; twisted then reports a broken connection as it always does.
+    """
+    if (
+        type(transport) is not tcp.Server
+        or transport.TLS
+        or transport._tempDataLen
+        or len(transport.dataBuffer) > transport.offset
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
+
+
+#: A text frame's first two bytes (FIN + text opcode, unmasked length) for each short length.
+_TEXT_HEADS = tuple(bytes((0x81, size)) for size in range(126))
 
 
 class InboundLimitedWebSocketProtocol(WebSocketProtocol):
@@ -90,6 +139,16 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
         if isinstance(getattr(transport, "producer", None), HTTPChannel):
             transport.unregisterProducer()
 
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # autobahn's own formats a debug line's arguments (click styling) on every call, logged
+        # or not, and leaves the socket to twisted's deferred write (see write_now).
+        if sync or chopsize or self.send_queue or self.logOctets:
+            super().sendData(data, sync, chopsize)
+            return
+        write_now(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+
     def sendMessage(
         self,
         payload: bytes,
@@ -106,12 +165,48 @@ class InboundLimitedWebSocketProtocol(WebSocketProtocol):
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
         finally:
             self.maxMessagePayloadSize = limit
+        self._bound_outbound(len(payload))
+
+    def send_text(self, text: str) -> bool:
+        """Send ``text`` as one text message now, as daphne does for an application's
+        ``websocket.send``, without its way there: the ASGI message dict, three coroutines,
+        daphne's and autobahn's checks and autobahn's generic framing (per relayed chunk). An
+        unmasked, uncompressed, unfragmented frame, as autobahn's defaults make it.
+
+        False (nothing sent) when the socket is not open or an option this path does not
+        implement is on: the caller then sends the ordinary way, which raises or ignores as
+        daphne does.
+        """
+        if (
+            self.state != self.STATE_OPEN
+            or self._perMessageCompress is not None
+            or self.maskServerFrames
+            or self.autoFragmentSize
+            or self.trackedTimings
+            or self.logFrames
+        ):
+            return False
+        payload = text.encode()
+        size = len(payload)
+        if size <= 125:
+            head = _TEXT_HEADS[size]
+        elif size <= 0xFFFF:
+            head = b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            head = b"\x81\x7f" + size.to_bytes(8, "big")
+        self.sendData(head + payload)
+        self._bound_outbound(size)
+        return True
+
+    def _bound_outbound(self, size: int) -> None:
+        """Close the socket with 4008 when more than ``outbound_limit`` bytes were unsent before
+        the message of ``size`` bytes just written."""
         outbound = self.outbound_limit
         # What was unsent before this message: one large snapshot alone never closes a socket.
         if (
             outbound
             and self.state == self.STATE_OPEN
-            and unsent_bytes(self.transport) - len(payload) > outbound
+            and unsent_bytes(self.transport) - size > outbound
         ):
             self.closeHandshakeTimeout = TOO_SLOW_CLOSE_SECONDS
             self.sendClose(code=CLOSE_TOO_SLOW, reason="Client too slow: too much unread data")

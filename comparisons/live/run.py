@@ -3,7 +3,8 @@
 A :class:`ComparisonRun` lives independently of any socket: the socket that started it is just its
 first subscriber, so closing that socket never stops the run. Each relayed chunk is encoded once
 (:class:`comparisons.events.ChunkEncoder`) and sent once per subscriber; text reaches the database
-in batches (:mod:`comparisons.live.flusher`), never per chunk.
+in batches (:mod:`comparisons.live.flusher`), never per chunk; a finished slot too, until the
+final save writes every slot with the outcome.
 """
 
 from __future__ import annotations
@@ -270,7 +271,6 @@ class ComparisonRun:
         self.fanout = Fanout(held=held)
         self.done = asyncio.Event()
         self._on_end = on_end
-        self._save_lock = asyncio.Lock()
         self._main: asyncio.Task[None] | None = None
         self._final: Frame | None = None
 
@@ -381,22 +381,6 @@ class ComparisonRun:
                 await self._on_end(self)
             self.done.set()
 
-    async def _save(self, slots: list[SlotRun]) -> None:
-        """Save finished slots now; what cannot be saved stays dirty for the flusher (and the
-        final save writes every slot anyway)."""
-        progress = [slot.progress() for slot in slots]
-        for slot in slots:
-            slot.dirty = False
-        async with self._save_lock:
-            try:
-                await database_sync_to_async(services.comparison_save_progress)(
-                    comparison_id=self.comparison_id, progress=progress
-                )
-            except Exception:
-                logger.warning("Could not save comparison %s yet", self.comparison_id)
-                for slot in slots:
-                    slot.dirty = True
-
     async def _save_final(self, status: str) -> bool:
         """Save every slot and the final ``status`` in one transaction, before
         ``comparisonComplete`` goes out. While the database is unreachable this is retried with
@@ -408,10 +392,9 @@ class ComparisonRun:
         while True:
             progress = [slot.progress() for slot in self.slots]
             try:
-                async with self._save_lock:
-                    await database_sync_to_async(services.comparison_save_progress)(
-                        comparison_id=self.comparison_id, progress=progress, status=status
-                    )
+                await database_sync_to_async(services.comparison_save_progress)(
+                    comparison_id=self.comparison_id, progress=progress, status=status
+                )
             except services.ProgressNotSaved:
                 return False  # logged by the service (without the model's output)
             except services.CONNECTION_ERRORS as exc:
@@ -495,4 +478,6 @@ class ComparisonRun:
             error = slot.public_error()
             await publish(events.model_error(session_id=sid, model=key, error=error, turn=turn))
         await publish(events.model_status(session_id=sid, model=key, status=slot.status, turn=turn))
-        await self._save([slot])
+        # Its final state is written by the next flush (it is dirty) or, when it was the last
+        # slot running, by the final save right after (every slot, one transaction): a save of
+        # its own was one more transaction per slot on the database thread.
