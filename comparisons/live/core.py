@@ -90,9 +90,9 @@ class ServerBusy(LiveError):
 class LiveComparisons:
     """The live comparisons of one server process (one per process, passed to each transport)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, control: RunControl | None = None) -> None:
         self.runs = LocalRuns()
-        self.control = RunControl()
+        self.control = control or RunControl()
         #: Streams of starts between admission and registration (counted against the bound).
         self._admitting = 0
         #: Measured while streams are open or being admitted.
@@ -606,6 +606,10 @@ class Connection:
         (it would only send a second snapshot)."""
         self._count_watch()
         run = self.live.owned_run(user_id=self.user_id, comparison_id=session_id)
+        if run is not None and run.state is RunState.ENDED and run.saved:
+            # Ended and saved, still being cleaned up: the database is the truth (a reveal made
+            # since, through REST, is there and not in the run).
+            run = None
         if run is not None:
             if (
                 session_id in self.watching

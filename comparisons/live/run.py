@@ -273,6 +273,8 @@ class ComparisonRun:
         self._on_end = on_end
         self._main: asyncio.Task[None] | None = None
         self._final: Frame | None = None
+        #: Its final state is in the database (set with its ``comparisonComplete``).
+        self.saved = False
 
     def _enter(self, state: RunState) -> None:
         if state not in _NEXT[self.state]:
@@ -373,6 +375,7 @@ class ComparisonRun:
                 session_id=self.comparison_id, status=self.status, saved=saved, turn=self.turn
             )
             self._final = final
+            self.saved = saved
             self._enter(RunState.ENDED)
             await self.fanout.publish(final)
             self.fanout.close_all()

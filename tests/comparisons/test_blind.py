@@ -3,6 +3,7 @@ line until the reveal; votes and the reveal as socket events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -12,6 +13,12 @@ from asgiref.sync import sync_to_async
 
 from arena import services as arena_services
 from arena.models import SelfNamedFlag, Tag, Vote
+from comparisons import services as comparison_services
+from comparisons.frames import ModelChoice
+from comparisons.live.core import LiveComparisons
+from comparisons.live.registry import RunControl
+from comparisons.live.run import ComparisonRun
+from comparisons.live.subscribers import Subscriber
 from comparisons.models import Comparison
 from tests.fake_upstream import FakeUpstream
 
@@ -254,12 +261,13 @@ async def test_a_recorded_replay_of_a_hidden_battle_names_no_model(
 
 async def test_a_vote_mid_stream_can_stop_the_rest(upstream_providers, connect) -> None:
     """``vote {…, stop: true}`` records the vote, then stops the models still streaming."""
+    # 30 s answers: far from done when the vote comes, however busy the machine (the demo's
+    # answers end within ~3 s, which a loaded machine's vote could come after).
+    for vendor in ("anthropic", "openai"):
+        upstream_providers.script(f"votestop.{vendor}", deltas=["word "] * 600, delay=0.05)
     alice = await connect("user_alice")
-    models = [
-        {"provider": "demo", "model": "demo-echo"},
-        {"provider": "demo", "model": "demo-fast"},
-    ]
-    prompt = "word " * 2000  # echoed at 40 tokens/s: far from done when the vote comes
+    models = [{"provider": "anthropic", "model": CLAUDE}, {"provider": "openai", "model": GPT}]
+    prompt = "Tell me a long story. scenario:votestop"
     await alice.send("startComparison", {"prompt": prompt, "models": models, "blind": True})
     first = await alice.until(lambda e: e["event"] == "modelChunk", timeout=25)
     sid = first[0]["data"]["sessionId"]
@@ -279,3 +287,63 @@ async def test_a_vote_mid_stream_can_stop_the_rest(upstream_providers, connect) 
     refused = await alice.receive()
     assert refused["event"] == "error"
     assert "stop: Input should be a valid boolean" in refused["data"]["message"]
+
+
+class _HeldCleanup(RunControl):
+    """Holds an ended run in this process (its clean-up) until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def leave(self, run: ComparisonRun) -> None:
+        await self.go.wait()
+        await super().leave(run)
+
+
+class _Until(Subscriber):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frames: list[Any] = []
+        self.complete = asyncio.Event()
+
+    async def send(self, frame: Any) -> None:
+        self.frames.append(json.loads(frame.ws))
+        if frame.event == "comparisonComplete":
+            self.complete.set()
+
+
+async def test_a_watch_after_the_end_and_a_reveal_names_the_models_while_the_run_cleans_up() -> (
+    None
+):
+    """The run has sent its end (saved) but is still being cleaned up in this process when the
+    owner reveals it through REST: a watch then answers from the database, with the names (the
+    run's memory still hid them; seen in a busy full run)."""
+    control = _HeldCleanup()
+    live = LiveComparisons(control=control)
+    slots = await sync_to_async(comparison_services.comparison_plan)(
+        choices=[ModelChoice(provider="demo"), ModelChoice(provider="demo", model="demo-fast")]
+    )
+    starter = _Until("starter")
+    run = await live.launch(user_id="user_alice", prompt="hi", slots=slots, blind=True)
+    await run.release(starter)
+    try:
+        async with asyncio.timeout(20):
+            await starter.complete.wait()
+        await sync_to_async(arena_services.comparison_reveal)(
+            user_id="user_alice", comparison_id=run.comparison_id
+        )
+        watcher = _Until("watcher")
+        await live.connect(user_id="user_alice", subscriber=watcher).watch(run.comparison_id)
+        async with asyncio.timeout(10):
+            await watcher.complete.wait()
+        snapshot = watcher.frames[0]
+        assert snapshot["event"] == "sessionSnapshot"
+        assert {(m["provider"], m["modelName"]) for m in snapshot["data"]["models"]} == {
+            ("demo", "demo-echo"),
+            ("demo", "demo-fast"),
+        }
+    finally:
+        control.go.set()
+        async with asyncio.timeout(10):
+            await run.done.wait()
