@@ -22,6 +22,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from tests import serverfork
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -126,22 +128,34 @@ def server_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str
 
 
 def migrate(database_url: str, tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT,
+    serverfork.run(
+        ["manage.py", "migrate", "--noinput", "-v0"],
+        cwd=str(ROOT),
         env=server_env(database_url, tmp_path),
-        check=True,
         timeout=120,
-    )
+    ).check_returncode()
 
 
 class Server:
-    """A `manage.py serve` process."""
+    """A `manage.py serve` process.
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    Forked from the suite's fork server (tests/serverfork.py: the libraries already imported)
+    when ``fork`` and the command line is the plain ``manage.py serve``; otherwise, and under
+    ``TEST_SERVER_FORK=0``, a fresh interpreter. A test of the interpreter's own start-up or exit
+    passes ``fork=False``.
+    """
+
+    #: Whether this server may be forked (subclasses with their own launch set it False).
+    fork = True
+
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, *, fork: bool | None = None
+    ) -> None:
         self.port = port or free_port()
         self.env = dict(env, PORT=str(self.port), HOST="127.0.0.1")
-        self.process: subprocess.Popen[bytes] | None = None
+        if fork is not None:
+            self.fork = fork
+        self.process: subprocess.Popen[bytes] | serverfork.ForkedProcess | None = None
         self.stdout: Path | None = None
         self.stderr: Path | None = None
 
@@ -157,6 +171,10 @@ class Server:
         """The command line after the Python interpreter."""
         return ["manage.py", "serve"]
 
+    def forked(self) -> bool:
+        """Whether start() forks: a subclass with another command line runs it fresh."""
+        return self.fork and serverfork.enabled() and self.args() == Server.args(self)
+
     def start(
         self, timeout: float = 30.0, stdout: Path | None = None, stderr: Path | None = None
     ) -> Server:
@@ -168,13 +186,18 @@ class Server:
             open(stdout, "wb") if stdout else contextlib.nullcontext() as out,
             open(stderr, "wb") if stderr else contextlib.nullcontext() as err,
         ):
-            self.process = subprocess.Popen(
-                [sys.executable, *self.args()],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out or subprocess.DEVNULL,
-                stderr=err or subprocess.PIPE,
-            )
+            if self.forked():
+                self.process = serverfork.ForkedProcess(
+                    self.args(), env=self.env, cwd=str(ROOT), stdout=out, stderr=err
+                )
+            else:
+                self.process = subprocess.Popen(
+                    [sys.executable, *self.args()],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=out or subprocess.DEVNULL,
+                    stderr=err or subprocess.PIPE,
+                )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -31,6 +31,13 @@ from tests.servers import ROOT, ProcessAuth, Server, free_port, server_env
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
+class FreshServer(Server):
+    """``manage.py serve`` in a fresh interpreter, never forked (tests/serverfork.py): this module
+    checks the process's own start-up and exit."""
+
+    fork = False
+
+
 class PlainDaphne(Server):
     """``daphne playground.asgi:application``, as deployments launch it."""
 
@@ -251,7 +258,7 @@ def test_serve_trusts_forwarded_headers_only_when_told_to(
         DJANGO_SECURE_SSL_REDIRECT="1",
         TRUST_X_FORWARDED_PROTO=trusted,
     )
-    server = Server(env).start()
+    server = FreshServer(env).start()
     try:
         head = (
             "GET /me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
@@ -294,7 +301,7 @@ async def test_serve_starts_with_the_database_down_and_recovers_when_it_returns(
     userinfo = real.netloc.rpartition("@")[0]
     down = real._replace(netloc=f"{userinfo}@127.0.0.1:{port}").geturl()
     env = demo_env(down, tmp_path, auth, PLAYGROUND_HEARTBEAT_STALE_SECONDS="1.5")
-    server = Server(env).start()
+    server = FreshServer(env).start()
     try:
         status, body = ready(server)
         assert (status, body["checks"]) == (503, {"database": "fail"})
@@ -332,7 +339,7 @@ def test_serve_outside_debug_collects_static_files_for_the_admin(
         DJANGO_SECURE_SSL_REDIRECT="0",
         STATIC_ROOT=str(tmp_path / "static"),
     )
-    server = Server(env).start(timeout=90)
+    server = FreshServer(env).start(timeout=90)
     try:
         with urllib.request.urlopen(server.url + "/admin/login/", timeout=10) as response:
             assert response.status == 200
@@ -344,7 +351,7 @@ def test_serve_outside_debug_collects_static_files_for_the_admin(
         server.stop()
 
 
-@pytest.mark.parametrize("launcher", [Server, PlainDaphne])
+@pytest.mark.parametrize("launcher", [FreshServer, PlainDaphne])
 async def test_a_stopped_server_closes_its_provider_connections_cleanly(
     launcher: type[Server], database: str, tmp_path: Path, auth: ProcessAuth, fake_upstream: Any
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests import serverfork
 from tests.comparisons.test_lifecycle import assert_watched_exactly_once
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ROOT, ProcessAuth, ProcessDatabases, Server, server_env
@@ -214,14 +215,7 @@ async def test_sigkill_mid_stream_is_recovered_as_interrupted(database, tmp_path
 
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return serverfork.run(["manage.py", *args], cwd=str(ROOT), env=env, timeout=120)
 
 
 def test_compare_with_the_demo_provider_and_replays(database, tmp_path, auth) -> None:
@@ -381,7 +375,8 @@ async def test_serve_runs_on_the_chosen_event_loop(
     """uvloop unless PLAYGROUND_EVENT_LOOP says asyncio; the banner names it; both stream."""
     extra = {"PLAYGROUND_EVENT_LOOP": choice} if choice else {}
     out = tmp_path / "serve.out"
-    server = Server(demo_env(database, tmp_path, auth, **extra)).start(stdout=out)
+    # A fresh interpreter: the fork server has imported uvloop and asyncio before the choice.
+    server = Server(demo_env(database, tmp_path, auth, **extra), fork=False).start(stdout=out)
     try:
         assert f"event loop: {loop})" in out.read_text()
         socket = await open_socket(server, auth, "user_loop")
