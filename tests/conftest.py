@@ -82,14 +82,6 @@ def _compile_project_bytecode() -> None:
         compileall.compile_dir(ROOT / package, quiet=2, workers=1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that start server processes first (each whole, in its own order): the workers
-    (``--dist loadfile``) then end on short in-process modules instead of one worker finishing
-    a long server module alone."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("redis") and not redis_available():
         _missing(f"Redis is not reachable at {TEST_REDIS_URL}")
