@@ -28,10 +28,10 @@ run: env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py serve
 
-# Two pytest workers (pytest-xdist), each test module on one worker: most of the suite waits on
-# sockets and server processes, so two workers nearly halve the time even on a busy 2-core machine.
-# PYTEST_WORKERS=0 runs in one process.
-PYTEST_WORKERS ?= 2
+# Three pytest workers (pytest-xdist), each test module on one worker: much of the suite waits on
+# sockets and server processes, so a third worker still helps on 2 cores, one of them busy
+# (191 -> 160 s; four: 158 s; docs/benchmarks.md). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 3
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
 
 ## test: create the environment if needed and run the whole suite
