@@ -15,6 +15,10 @@ REDIS_KEEPALIVE_OPTIONS: dict[int, int] = (
 )
 
 
+#: Connections to Redis per process and event loop (redis-py's own default).
+REDIS_MAX_CONNECTIONS = 100
+
+
 def redis_channel_layer(
     url: str, *, capacity: int = 10_000, expiry: int = 120, prefix: str = "playground"
 ) -> dict[str, Any]:
@@ -35,7 +39,7 @@ def redis_channel_layer(
     by TCP keepalive, a refused or slow connect by the connect timeout.
     """
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "playground.redis_layer.WaitingRedisChannelLayer",
         "CONFIG": {
             "hosts": [
                 {
@@ -44,6 +48,7 @@ def redis_channel_layer(
                     "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS,
                     "socket_keepalive": True,
                     "socket_keepalive_options": REDIS_KEEPALIVE_OPTIONS,
+                    "max_connections": REDIS_MAX_CONNECTIONS,
                 }
             ],
             "capacity": capacity,

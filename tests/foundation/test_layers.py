@@ -11,7 +11,7 @@ from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
 
 from comparisons.live.layer import LayerInbox
-from playground.layers import redis_channel_layer
+from playground.layers import REDIS_MAX_CONNECTIONS, redis_channel_layer
 
 pytestmark = pytest.mark.redis
 
@@ -123,4 +123,19 @@ async def test_a_stopped_inbox_handles_what_came_before_and_nothing_after(
     await asyncio.wait_for(inbox.task, 10)
     await layer.send(inbox.channel, {"type": "chunk", "n": 3})
     assert got == [0, 1, 2]
+    await layer.close_pools()
+
+
+async def test_more_sends_at_once_than_pooled_connections_all_arrive(redis_url: str) -> None:
+    """Every remote watcher of a process sends its frames on its own: more of them at once than
+    the pool's connections must wait for one, not fail (a failed send drops its watcher)."""
+    layer = layer_new(redis_url)
+    channels = [await layer.new_channel() for _ in range(3 * REDIS_MAX_CONNECTIONS)]
+    outcomes = await asyncio.gather(
+        *(layer.send(channel, {"type": "chunk", "n": n}) for n, channel in enumerate(channels)),
+        return_exceptions=True,
+    )
+    assert [o for o in outcomes if o is not None] == []
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for channel in channels]
+    assert [m["n"] for m in received] == list(range(len(channels)))
     await layer.close_pools()

@@ -79,7 +79,7 @@ def test_database_url_postgres(tmp_path: Path) -> None:
 def test_redis_url_selects_channels_redis(tmp_path: Path) -> None:
     parsed = _settings({"REDIS_URL": "redis://:pw@cache.internal:6380/2"}, tmp_path)
     layer = parsed["layer"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["BACKEND"] == "playground.redis_layer.WaitingRedisChannelLayer"
     (host,) = layer["CONFIG"]["hosts"]
     assert host["address"] == "redis://:pw@cache.internal:6380/2"
     # No client read/write timeout: a 5 s one closed idle sockets with 1011 (BZPOPMIN blocks 5 s)
