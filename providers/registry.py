@@ -10,8 +10,10 @@ Adding a provider is a new backend module plus a settings entry; nothing here ch
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -72,6 +74,23 @@ class ProviderHandler:
                 instance = self.create(alias)
                 self._instances[alias] = instance
         return instance
+
+    async def aload(self, aliases: Iterable[str]) -> None:
+        """Load the providers of ``aliases`` without blocking the event loop.
+
+        One still loading (the start-up preload holds the lock while it imports the SDKs:
+        seconds, tens of seconds on a busy machine) is waited for in a thread; taken on the
+        loop, the lock stalled every socket of the process meanwhile (keepalive pings
+        unanswered). A provider that cannot load is left to fail where it is used.
+        """
+        missing = [a for a in aliases if a not in self._instances and a in self.configs]
+        if missing:
+            await asyncio.to_thread(self._load_quietly, missing)
+
+    def _load_quietly(self, aliases: list[str]) -> None:
+        for alias in aliases:
+            with contextlib.suppress(ImproperlyConfigured):  # raised again where it is used
+                self[alias]
 
     def all(self) -> list[BaseProvider]:
         """Every configured provider, in settings order."""

@@ -130,6 +130,7 @@ class LiveComparisons:
         Before that, this process's bounds on open model streams and event-loop lag: over
         either, :class:`ServerBusy`.
         """
+        await providers.aload(slot.provider for slot in slots)
         self._admit(len(slots))
         self._admitting += len(slots)
         self.lag.wake()
@@ -219,6 +220,7 @@ class LiveComparisons:
                 raise services.TurnRefused(
                     f"Provider '{slot.provider}' is no longer configured on this server"
                 )
+        await providers.aload(slot.provider for slot in plan.slots)
         wanted = len(plan.slots)
         self._admit(wanted)
         self._admitting += wanted
@@ -477,7 +479,9 @@ class Connection:
     async def start(self, request: StartComparison) -> ComparisonRun:
         """Admit and start a comparison; this socket gets ``sessionCreated``, then its events.
         Raises :class:`LiveError` (or the plan's ``ValueError``) when refused."""
-        slots = services.comparison_plan(choices=request.choices())
+        choices = request.choices()
+        await providers.aload(choice.provider for choice in choices)
+        slots = services.comparison_plan(choices=choices)
         if request.blind:
             slots = services.slots_shuffle(slots=slots)
         try:
