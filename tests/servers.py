@@ -176,10 +176,14 @@ class Server:
         return self.fork and serverfork.enabled() and self.args() == Server.args(self)
 
     def start(
-        self, timeout: float = 30.0, stdout: Path | None = None, stderr: Path | None = None
+        self, timeout: float = 120.0, stdout: Path | None = None, stderr: Path | None = None
     ) -> Server:
         """Start and wait until ``/`` answers; the process's stdout and stderr (its log) go to
-        the files given."""
+        the files given.
+
+        ``timeout`` only bounds a start that hangs (one that exits fails at once): a fresh
+        interpreter's ``manage.py serve`` took 10-13 s to answer on the slow CI machine, 13-24 s
+        with one core busy, and ``django.setup()`` alone 21 s at a load of 10."""
         self.stdout = stdout
         self.stderr = stderr
         with (

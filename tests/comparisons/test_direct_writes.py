@@ -14,11 +14,12 @@ import time
 import pytest
 import websockets
 
-from tests.comparisons.test_processes import open_socket, rest
+from tests.comparisons.test_processes import open_socket, rest, warm_up
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ProcessAuth, Server, server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# Real processes on a slow, busy machine: a server start and its SDK preload take tens of seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: Frame sizes on both sides of the header's length boundaries (125 / 65,535 bytes), ASCII and
 #: multi-byte text (the header counts bytes, not characters).
@@ -56,7 +57,8 @@ async def test_burst_of_frames_to_a_stalling_client_arrives_whole_in_order_once(
         start = {"prompt": "scenario:burst", "providers": ["google"]}
         await ws.send(json.dumps({"event": "startComparison", "data": start}))
         events: list[dict] = []
-        async with asyncio.timeout(60):
+        # Includes the first start's wait for the SDK preload (tens of seconds on a busy machine).
+        async with asyncio.timeout(240):
             while not events or events[-1]["event"] != "comparisonComplete":
                 events.append(json.loads(await ws.recv()))
                 if len(events) in (3, 40):
@@ -90,6 +92,8 @@ async def test_a_model_that_ended_is_saved_by_the_next_flush_while_the_other_str
     )
     server = Server(env).start(stderr=tmp_path / "server.log")
     try:
+        # The first start waits for the SDK preload: run1.log's modelComplete not within 30 s.
+        await warm_up(server, auth, fake_upstream, ["google", "anthropic"])
         socket = await open_socket(server, auth, "user_split")
         start = {"prompt": "scenario:split", "providers": ["google", "anthropic"]}
         await socket.send("startComparison", start)

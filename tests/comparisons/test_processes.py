@@ -21,7 +21,8 @@ from tests.comparisons.test_lifecycle import assert_watched_exactly_once
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ROOT, ProcessAuth, ProcessDatabases, Server, server_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# Real processes on a slow, busy machine: a server start and its SDK preload take tens of seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 class Socket:
@@ -56,6 +57,19 @@ async def open_socket(server: Server, auth: ProcessAuth, user: str) -> Socket:
     socket = Socket(ws)
     assert (await socket.receive())["event"] == "authenticated"
     return socket
+
+
+async def warm_up(server: Server, auth: ProcessAuth, upstream: Any, providers: list[str]) -> None:
+    """One comparison on ``providers``, start to end, on a server just started: it waits for the
+    start-up's SDK preload (a thread: ~2 s of CPU, 40 s and more of a slow, busy machine), which
+    the bounds of what a test measures next must not include."""
+    upstream.script("warmup", deltas=["ok"])
+    socket = await open_socket(server, auth, "user_warmup")
+    await socket.send("startComparison", {"prompt": "scenario:warmup", "providers": providers})
+    assert (await socket.until("comparisonComplete", timeout=240))[-1]["data"]["status"] == (
+        "complete"
+    )
+    await socket.ws.close()
 
 
 def rest(server: Server, auth: ProcessAuth, user: str, path: str) -> Any:
@@ -481,6 +495,11 @@ async def test_refused_starts_reach_no_provider_across_two_processes(
     first, second = Server(env).start(), Server(env).start()
     six = [{"provider": "google"}, {"provider": "anthropic"}] * 3
     try:
+        # Each burst start waited for its process's SDK preload otherwise (run1.log: a reply
+        # not within 30 s): the burst's replies measure admission only.
+        await asyncio.gather(
+            *(warm_up(s, auth, upstream, ["google", "anthropic"]) for s in (first, second))
+        )
         sockets = [
             await open_socket(first if n % 2 else second, auth, "user_burst") for n in range(30)
         ]
