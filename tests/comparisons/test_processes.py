@@ -469,6 +469,7 @@ async def test_no_chunk_lost_or_duplicated_for_remote_watchers_under_load(
         second.stop()
 
 
+@pytest.mark.timeout(600)  # 243 s at a load of 15 on two cores (two servers, two preloads)
 async def test_refused_starts_reach_no_provider_across_two_processes(
     database, tmp_path, auth, fake_upstream
 ) -> None:
