@@ -13,8 +13,10 @@ import pytest
 from tests.comparisons.test_processes import Socket, demo_env, open_socket
 from tests.servers import ProcessAuth, Server
 
-# Two real processes on a slow, busy machine: a start alone took up to 24 s (tests/servers.py).
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(300)]
+# Real processes on a slow, busy machine (load 15 on two cores): the first test of a pytest
+# process pays the template database's migrate in its setup (161-218 s), a start with its SDK
+# preload tens of seconds more; the refused-starts test's call alone took 134-243 s.
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(600)]
 
 USER = "user_reveal"
 BLIND = {

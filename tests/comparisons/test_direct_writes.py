@@ -18,8 +18,10 @@ from tests.comparisons.test_processes import open_socket, rest, warm_up
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ProcessAuth, Server, server_env
 
-# Real processes on a slow, busy machine: a server start and its SDK preload take tens of seconds.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# Real processes on a slow, busy machine (load 15 on two cores): the first test of a pytest
+# process pays the template database's migrate in its setup (161-218 s), a start with its SDK
+# preload tens of seconds more; the refused-starts test's call alone took 134-243 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 #: Frame sizes on both sides of the header's length boundaries (125 / 65,535 bytes), ASCII and
 #: multi-byte text (the header counts bytes, not characters).
