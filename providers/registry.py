@@ -10,6 +10,7 @@ Adding a provider is a new backend module plus a settings entry; nothing here ch
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -72,6 +73,16 @@ class ProviderHandler:
                 instance = self.create(alias)
                 self._instances[alias] = instance
         return instance
+
+    async def aget(self, alias: str) -> BaseProvider:
+        """``self[alias]`` for the event loop: a provider not loaded yet loads in a worker thread.
+        Its SDK import takes seconds (13 s measured on a slow, busy machine), and the preload
+        thread may hold the lock meanwhile: either way on the loop's thread it stalled every
+        socket and request of the process, not only the caller."""
+        instance = self._instances.get(alias)
+        if instance is not None:
+            return instance
+        return await asyncio.to_thread(self.__getitem__, alias)
 
     def all(self) -> list[BaseProvider]:
         """Every configured provider, in settings order."""
