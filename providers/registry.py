@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -91,6 +92,16 @@ class ProviderHandler:
         for alias in aliases:
             with contextlib.suppress(ImproperlyConfigured):  # raised again where it is used
                 self[alias]
+
+    async def aget(self, alias: str) -> BaseProvider:
+        """``self[alias]`` for the event loop: a provider not loaded yet loads in a worker thread.
+        Its SDK import takes seconds (13 s measured on a slow, busy machine), and the preload
+        thread may hold the lock meanwhile: either way on the loop's thread it stalled every
+        socket and request of the process, not only the caller."""
+        instance = self._instances.get(alias)
+        if instance is not None:
+            return instance
+        return await asyncio.to_thread(self.__getitem__, alias)
 
     def all(self) -> list[BaseProvider]:
         """Every configured provider, in settings order."""

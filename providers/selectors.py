@@ -38,7 +38,7 @@ async def provider_catalogue_list(
     listings: dict[str, ProviderListing] = {}
     for alias in handler.aliases():
         try:
-            loaded.append(handler[alias])
+            loaded.append(await handler.aget(alias))
         except ImproperlyConfigured:
             listings[alias] = ProviderListing(
                 alias, alias, False, "", False, Catalogue((), live=False, error="cannot be loaded")

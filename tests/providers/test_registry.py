@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from providers.backends.demo import DemoProvider
 from providers.base import BaseProvider
 from providers.registry import InvalidProviderAlias, ProviderHandler, providers
 from providers.types import (
@@ -77,6 +81,28 @@ def test_preload_loads_every_provider_and_reports_the_ones_that_cannot(settings:
     errors = handler.preload()
     assert len(errors) == 1 and "'broken'" in errors[0] and "nowhere" in errors[0]
     assert handler._instances.keys() == {"d"}  # loaded and cached: the first use imports nothing
+
+
+class SlowToLoad(DemoProvider):
+    """A backend whose construction takes as long as the event loop takes to release it: it
+    stands in for one whose SDK import takes seconds."""
+
+    release = threading.Event()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        assert SlowToLoad.release.wait(10), "the event loop was blocked while the provider loaded"
+        super().__init__(*args, **kwargs)
+
+
+async def test_aget_loads_a_provider_while_the_event_loop_keeps_running(settings: object) -> None:
+    settings.SLOW_PROVIDERS = {"slow": {"BACKEND": f"{__name__}.SlowToLoad"}}  # type: ignore[attr-defined]
+    handler = ProviderHandler("SLOW_PROVIDERS")
+    SlowToLoad.release.clear()
+    # Only a running loop releases the load: loaded on the loop's thread, it would wait in vain.
+    asyncio.get_running_loop().call_soon(SlowToLoad.release.set)
+    provider = await handler.aget("slow")
+    assert isinstance(provider, SlowToLoad)
+    assert await handler.aget("slow") is provider and handler["slow"] is provider
 
 
 def test_separate_handler_reads_another_setting(settings: object) -> None:

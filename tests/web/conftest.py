@@ -7,8 +7,11 @@ where a missing browser fails them.
 
 from __future__ import annotations
 
+import http.cookiejar
+import json
 import os
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,29 @@ def page_server_env(
     )
 
 
+def page_server_warm(server: Server, token: str | None = None, timeout: float = 180.0) -> None:
+    """Have a new server load what every page asks for first: ``/models`` lists each vendor
+    alias, which imports that vendor's SDK (11 s of CPU on a slow machine, 20-50 s when it is
+    busy). Once per server, here, rather than inside a test's wait for a ready page. ``token``:
+    one the server accepts; by default a development token, minted as the page does."""
+    cookies = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    if token is None:
+        opener.open(f"{server.url}/playground/", timeout=timeout).close()
+        csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
+        mint = urllib.request.Request(
+            f"{server.url}/playground/dev-token",
+            method="POST",
+            headers={"X-CSRFToken": csrf or ""},
+        )
+        with opener.open(mint, timeout=timeout) as response:
+            token = json.load(response)["token"]
+    models = urllib.request.Request(
+        f"{server.url}/models", headers={"Authorization": f"Bearer {token}"}
+    )
+    opener.open(models, timeout=timeout).close()
+
+
 @pytest.fixture(scope="module")
 def page_vendors() -> bool:
     """Whether the module's page server has the vendors (a module whose pages use only the demo
@@ -117,6 +143,7 @@ def page_server(
         server = Server(page_server_env(url, workdir, upstream, vendors=page_vendors))
         server.start(stdout=workdir / "server.log")
         try:
+            page_server_warm(server)
             yield server
         finally:
             server.stop()

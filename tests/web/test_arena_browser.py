@@ -10,7 +10,7 @@ import pytest
 
 from tests.web.test_playground_browser import Playground, playground  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MODELS = (("demo", "demo-echo"), ("demo", "demo-fast"))
 

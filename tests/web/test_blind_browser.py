@@ -9,7 +9,7 @@ import pytest
 
 from tests.web.test_playground_browser import Playground, playground  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 NAMES = ("demo-echo", "demo-fast", "Demo · ", "demo ·")
 

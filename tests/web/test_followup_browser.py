@@ -11,7 +11,7 @@ import pytest
 from tests.fake_upstream import FakeUpstream
 from tests.web.test_playground_browser import Playground, playground  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CLAUDE = ("anthropic", "claude-haiku-4-5-20251001")
 GPT = ("openai", "gpt-4.1-mini")

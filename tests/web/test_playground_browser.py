@@ -15,7 +15,7 @@ import pytest
 from tests.fake_upstream import FakeUpstream
 from tests.servers import Server
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 WAIT_MS = 30_000
 
@@ -269,26 +269,37 @@ def test_model_output_cannot_run_script(playground: Playground, upstream: FakeUp
         "<script>window.__xss='script'</script> ",
         "[click](javascript:window.__xss='link') ",
         '<a href="#" onclick="window.__xss=\'onclick\'">x</a> ',
-        "<iframe src=\"javascript:parent.__xss='iframe'\"></iframe> done",
+        "<iframe src=\"javascript:parent.__xss='iframe'\"></iframe> ",
+        # Nothing in model output may load a URL (a tracking pixel, data carried out in a URL).
+        "![pixel](leak-md?q=secret) <video poster=leak-poster><source src=leak-source></video> ",
+        "<svg><image href=leak-svg /></svg> <table background=leak-table><tr><td>t</td></tr></table>",
+        " done",
     ]
     marker = upstream.script("xss", deltas=hostile, delay=0.02)
     playground.open()
+    requested: list[str] = []
+    playground.page.on("request", lambda request: requested.append(request.url))
     playground.compare(f"Be evil {marker}", ("openai", "gpt-4.1-mini"))
     playground.wait_status(0, "complete")
     answer = playground.column(0).locator(".answer")
     playground.expect(answer).to_contain_text("done")
+    loaders = "img, picture, source, video, audio, svg, [src], [srcset], [poster], [background]"
+    assert answer.locator(loaders).count() == 0, answer.inner_html()
+    # The Markdown image became a link: followed only if the user clicks it.
+    assert answer.get_by_role("link", name="pixel").get_attribute("href") == "leak-md?q=secret"
     for link in answer.locator("a").all():
-        link.click()
+        if link.get_attribute("href") != "leak-md?q=secret":  # a new tab of a 404: not a leak
+            link.click()
     assert playground.page.evaluate("window.__xss") is None
     assert answer.locator("script, iframe, [onerror], [onclick]").count() == 0
     hrefs = [a.get_attribute("href") or "" for a in answer.locator("a").all()]
     assert not any(h.lower().startswith("javascript:") for h in hrefs), hrefs
+    leaks = [url for url in requested if "leak-" in url or url.endswith("/x")]
+    assert leaks == [], leaks
     # What the browser logged here is the policy refusing the handlers DOMPurify's inert parse
-    # saw, and the harmless sanitised <img src=x> (a 404 of /playground/x): both expected.
+    # saw: expected. Anything else (a 404 of a URL from the answer) fails in the fixture.
     playground.problems = [
-        p
-        for p in playground.problems
-        if "violates the following Content Security Policy" not in p and "/playground/x'" not in p
+        p for p in playground.problems if "violates the following Content Security Policy" not in p
     ]
 
 

@@ -15,9 +15,9 @@ import pytest
 from tests.fake_upstream import FakeUpstream
 from tests.servers import ProcessAuth, ProcessDatabases, Server
 from tests.tokens import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY
-from tests.web.conftest import page_server_env
+from tests.web.conftest import page_server_env, page_server_warm
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 TOKEN_TTL = 8  # seconds: the page must replace the token within that
 
@@ -72,12 +72,13 @@ def start_server(
     servers: list[Server] = []
     stack = contextlib.ExitStack()
 
-    def start(**extra: str) -> Server:
+    def start(warm_token: str | None = None, **extra: str) -> Server:
         url = stack.enter_context(process_databases.copy())
-        # Sign-in only, and the demo provider: no vendor SDK for the server to import.
+        # Sign-in only, and the demo provider: no vendor key (the page still lists the vendors).
         env = {**page_server_env(url, tmp_path, upstream, vendors=False), **extra}
         server = Server(env).start(stdout=tmp_path / f"server{len(servers)}.log")
         servers.append(server)
+        page_server_warm(server, warm_token)
         return server
 
     with stack:
@@ -146,7 +147,9 @@ def test_clerk_signs_in_with_clerk_js_from_the_frontend_api(
     from playwright.sync_api import expect
 
     auth = ProcessAuth()
-    server = start_server(CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY, **auth.env())
+    server = start_server(
+        auth.token("user_warm"), CLERK_PUBLISHABLE_KEY=TEST_PUBLISHABLE_KEY, **auth.env()
+    )
     context = browser.new_context()
     served: list[str] = []
 
@@ -168,6 +171,15 @@ def test_clerk_signs_in_with_clerk_js_from_the_frontend_api(
         page = context.new_page()
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        # Which request failed (the console's message does not say).
+        page.on(
+            "response",
+            lambda r: (
+                problems.append(f"{r.status} {r.request.method} {r.url}")
+                if r.status >= 400
+                else None
+            ),
+        )
         frames = Frames(page)
         page.goto(f"{server.url}/playground/")
         expect(page.locator("#auth-status")).to_have_text("Signed in as user_clerk")

@@ -10,7 +10,19 @@ const MAX_MODELS = Number(cfg.maxModels) || 6;
 const RUNNING = new Set(["pending", "streaming"]);
 const $ = (id) => document.getElementById(id);
 
-const markdown = new Marked({ gfm: true, breaks: false, async: false });
+const markdown = new Marked(
+  { gfm: true, breaks: false, async: false },
+  {
+    renderer: {
+      // An image is fetched the moment it is shown: from model output that is a tracking pixel
+      // or a URL carrying the conversation out. A link instead, followed only if clicked.
+      image({ href, title, text }) {
+        const label = text || href;
+        return this.link({ href, title, tokens: [{ type: "text", raw: label, text: label }] });
+      },
+    },
+  },
+);
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
     node.setAttribute("target", "_blank");
@@ -19,9 +31,15 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 });
 
 function renderMarkdown(text) {
+  // Nothing from model output may load anything (raw HTML passes through marked): no media
+  // elements, no SVG or MathML (whose <image>, <use> and filters take URLs), no URL attributes.
   return DOMPurify.sanitize(markdown.parse(text), {
-    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select"],
-    FORBID_ATTR: ["style"],
+    USE_PROFILES: { html: true },
+    FORBID_TAGS: [
+      ...["img", "picture", "source", "video", "audio", "track", "object", "embed", "iframe"],
+      ...["style", "link", "meta", "form", "input", "button", "textarea", "select"],
+    ],
+    FORBID_ATTR: ["style", "src", "srcset", "poster", "background", "ping", "action", "formaction"],
   });
 }
 
