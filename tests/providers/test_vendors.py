@@ -205,9 +205,13 @@ async def test_stall_hits_idle_deadline(
     alias: str, upstream_providers: FakeUpstream, settings: object
 ) -> None:
     settings.PROVIDER_IDLE_TIMEOUT = 0.2  # type: ignore[attr-defined]
+    provider = providers[alias]
+    # Its client built and connected first (by its models list): building one (its TLS context)
+    # took up to 0.45 s here; counted in, the span below reached 2.7 s under load.
+    assert (await provider.catalogue()).live
     marker = upstream_providers.script("stall", deltas=["a", "b", "c"], stall_after=2)
     started = time.monotonic()
-    out = await collect(providers[alias], _request(alias, marker))
+    out = await collect(provider, _request(alias, marker))
     assert isinstance(out.error, ProviderTimeout), out.error
     assert out.error.partial_text == "ab"
     assert "stopped sending for 0.2 s" in str(out.error)
