@@ -10,6 +10,12 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
+# The vendor SDKs load with the test modules, as a serving process loads them before it serves
+# (playground/startup.py): loaded by a comparison's start, they held the event loop for 13-20 s
+# of a busy machine within a test's waits (a start's first events) and time limit.
+import providers.backends.anthropic
+import providers.backends.google
+import providers.backends.openai  # noqa: F401
 from tests.fake_upstream.fixtures import fake_upstream, upstream_providers  # noqa: F401
 
 Event = dict[str, Any]

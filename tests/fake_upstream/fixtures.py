@@ -13,6 +13,11 @@ import pytest
 from .server import FakeUpstream
 
 TEST_API_KEY = "test-key-not-secret"
+#: The SDKs' HTTP timeouts (connect, gap between reads) and the first-token and idle deadlines:
+#: bounds only a hang reaches (pytest-timeout then reports it with every thread's stack). At 5 s
+#: they tripped on a slow machine: 120 streams opened at once took 3 s of set-up before the fake's
+#: 3 s first delay. Tests that measure a deadline set their own.
+PROVIDER_TEST_TIMEOUT = 30.0
 
 
 @pytest.fixture
@@ -26,7 +31,12 @@ def upstream_provider_settings(url: str, **overrides: Any) -> dict[str, dict[str
     """``AI_PROVIDERS`` pointing every vendor at ``url`` with a key, few retries, tiny delays:
     anthropic, google, openai, two OpenAI-compatible aliases (``local``, keyless, at
     ``/local/v1``; ``hosted`` at ``/hosted/v1``) and demo."""
-    common = {"api_key": TEST_API_KEY, "base_url": url, "timeout": 5.0, "max_retries": 1}
+    common = {
+        "api_key": TEST_API_KEY,
+        "base_url": url,
+        "timeout": PROVIDER_TEST_TIMEOUT,
+        "max_retries": 1,
+    }
     config: dict[str, dict[str, Any]] = {
         "anthropic": {
             "BACKEND": "providers.backends.anthropic.AnthropicProvider",
@@ -83,6 +93,6 @@ def upstream_providers(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstre
     """Point ``settings.AI_PROVIDERS`` (every alias of :func:`upstream_provider_settings`) at
     the fake upstream."""
     settings.AI_PROVIDERS = upstream_provider_settings(fake_upstream.url)
-    settings.PROVIDER_FIRST_TOKEN_TIMEOUT = 5.0
-    settings.PROVIDER_IDLE_TIMEOUT = 5.0
+    settings.PROVIDER_FIRST_TOKEN_TIMEOUT = PROVIDER_TEST_TIMEOUT
+    settings.PROVIDER_IDLE_TIMEOUT = PROVIDER_TEST_TIMEOUT
     return fake_upstream

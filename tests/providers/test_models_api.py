@@ -18,7 +18,9 @@ async def get(path: str, token: str | None) -> tuple[int, Any]:
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     communicator = HttpCommunicator(application, "GET", path, headers=headers)
-    response = await communicator.get_response(timeout=10)
+    # The first /models of a test builds every provider's client (a TLS context each) and asks
+    # each vendor: 5.3 s with a busy core beside, over 10 s with three test workers too.
+    response = await communicator.get_response(timeout=25)
     return response["status"], json.loads(response["body"] or b"null")
 
 

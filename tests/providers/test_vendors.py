@@ -205,9 +205,13 @@ async def test_stall_hits_idle_deadline(
     alias: str, upstream_providers: FakeUpstream, settings: object
 ) -> None:
     settings.PROVIDER_IDLE_TIMEOUT = 0.2  # type: ignore[attr-defined]
+    provider = providers[alias]
+    # Its client built and connected first (by its models list): building one (its TLS context)
+    # took up to 0.45 s here; counted in, the span below reached 2.7 s under load.
+    assert (await provider.catalogue()).live
     marker = upstream_providers.script("stall", deltas=["a", "b", "c"], stall_after=2)
     started = time.monotonic()
-    out = await collect(providers[alias], _request(alias, marker))
+    out = await collect(provider, _request(alias, marker))
     assert isinstance(out.error, ProviderTimeout), out.error
     assert out.error.partial_text == "ab"
     assert "stopped sending for 0.2 s" in str(out.error)
@@ -218,18 +222,25 @@ async def test_stall_hits_idle_deadline(
 async def test_first_token_deadline(
     alias: str, upstream_providers: FakeUpstream, settings: object
 ) -> None:
+    # A stream's first answer in a process sets the SDK up and a client's first request builds
+    # the client (TLS context included) and opens its connection: ~0.3-1 s on a busy machine,
+    # within the deadline, so the slow request never reached the upstream. So a first answer under
+    # the fixture's generous deadline, then the 0.5 s provider's own client is built and connected
+    # by its models list (its own 10 s bound); only the slow request meets the deadline.
+    warm = upstream_providers.script("warm", deltas=["ok"])
+    assert (await collect(providers[alias], _request(alias, warm))).text == "ok"
     config = upstream_provider_settings(
         upstream_providers.url, **{alias: {"first_token_timeout": 0.5}}
     )
     settings.AI_PROVIDERS = config  # type: ignore[attr-defined]
-    # A first answer loads the SDK and opens the connection: on a busy machine that alone can
-    # take longer than the deadline, and the slow request would then never reach the upstream.
-    warm = upstream_providers.script("warm", deltas=["ok"])
-    assert (await collect(providers[alias], _request(alias, warm))).text == "ok"
+    provider = providers[alias]
+    assert (await provider.catalogue()).live
     marker = upstream_providers.script("slow", deltas=["a"], stall_after=0)
-    out = await collect(providers[alias], _request(alias, marker))
+    started = time.monotonic()
+    out = await collect(provider, _request(alias, marker))
     assert isinstance(out.error, ProviderTimeout), out.error
     assert "did not start answering within 0.5 s" in str(out.error)
+    assert time.monotonic() - started >= 0.5  # not before the deadline
     await upstream_providers.wait_closed("slow")
 
 
