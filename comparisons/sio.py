@@ -16,6 +16,9 @@ A thin transport over the live core, beside ``/ws`` on the same ASGI application
   queued on the client's Engine.IO socket with the public ``AsyncServer.eio.send``.
 - Cross-process watching and cancelling go through the Channels layer (the live core), not
   python-socketio's Redis manager, which would publish every emit.
+- A long-polling answer carries at most :data:`MAX_PACKETS_PER_POLL` packets
+  (:class:`BoundedPollSocket`): python-engineio's client refuses a bigger payload and drops the
+  connection, which a client polling behind a comparison's chunks (a slow machine) would get.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import engineio.async_socket
+import engineio.exceptions
 import socketio
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
@@ -60,6 +65,9 @@ SOCKETIO_PATH = "socket.io"
 INVALID_JSON_EVENT = "\x00invalid-json"
 TOKEN_LAPSED = "The token has expired: send authenticate with a fresh token before it does"
 TOO_SLOW = "Client too slow: too much unread data"
+#: Packets per long-polling answer: python-engineio's client (``Payload.max_decode_packets``)
+#: refuses a payload of more ("Unexpected packet from server") and disconnects.
+MAX_PACKETS_PER_POLL = 16
 
 
 class InboundJson:
@@ -84,6 +92,37 @@ class InboundPacket(socketio.packet.Packet):
     standard module: it relies on ``ValueError`` to tell JSON from text)."""
 
     json = InboundJson
+
+
+class BoundedPollSocket(engineio.async_socket.AsyncSocket):
+    """An Engine.IO socket whose ``poll`` takes at most :data:`MAX_PACKETS_PER_POLL` packets;
+    the rest stay queued for the client's next request, which it sends at once. (Engine.IO's
+    own ``poll`` takes the whole queue: a polling client that fell behind by more than 16
+    events got them in one payload, refused it and was disconnected, its comparison's end
+    marker never delivered.) The WebSocket writer polls too: there it only means one more
+    turn of its loop per 16 packets."""
+
+    async def poll(self) -> list[Any]:
+        queue = self.queue
+        timeout = self.server.ping_interval + self.server.ping_timeout
+        try:
+            packets = [await asyncio.wait_for(queue.get(), timeout)]
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):  # as Engine.IO's own poll
+            raise engineio.exceptions.QueueEmpty() from None
+        if packets == [None]:
+            return []
+        while len(packets) < MAX_PACKETS_PER_POLL:
+            try:
+                packet = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            queue.task_done()
+            if packet is None:  # closing: the marker stays for the next poll, as Engine.IO's
+                queue.put_nowait(None)
+                break
+            packets.append(packet)
+        return packets
 
 
 class SioSubscriber(Subscriber):
@@ -215,6 +254,10 @@ class SocketIOTransport:
             logger.info("Socket.IO connection from %s refused: %s", client, code)
             raise socketio.exceptions.ConnectionRefusedError(str(exc), {"code": code}) from None
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        eio_socket = self.sio.eio.sockets.get(eio_sid)
+        if type(eio_socket) is engineio.async_socket.AsyncSocket:
+            # Engine.IO makes its sockets itself: the class adds behaviour, no state.
+            eio_socket.__class__ = BoundedPollSocket
         subscriber = SioSubscriber(
             self.sio.eio,
             eio_sid,

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import engineio.packet
+import engineio.payload
 import pytest
 import socketio
 import websockets
@@ -488,6 +490,54 @@ async def test_a_polling_client_that_stops_polling_is_dropped(
             assert sum('"sessionSnapshot"' in p for p in got) < 19
         finally:
             server.stop()
+
+
+async def test_a_polling_client_that_fell_behind_gets_payloads_it_can_decode(server, auth) -> None:
+    """A long-polling client that polls after many events queued up gets them over several
+    answers of at most 16 packets each: python-engineio's client refuses a bigger payload and
+    drops the connection (a watcher on a slow machine lost a turn's end marker that way). Every
+    chunk arrives once, in order, and the end marker comes last."""
+    import json
+
+    user = "user_poll_behind"
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    status, opened = await asyncio.to_thread(_poll, base)
+    assert status == 200 and opened.startswith("0")
+    url = f"{base}&sid={json.loads(opened[1:])['sid']}"
+    assert (await asyncio.to_thread(_poll, url, "40" + json.dumps({"token": auth.token(user)})))[0]
+    packets: list[str] = []
+    while not any('"authenticated"' in p for p in packets):
+        status, text = await asyncio.to_thread(_poll, url)
+        assert status == 200
+        packets += text.split("\x1e")
+    start = "42" + json.dumps(["startComparison", TWO_MODELS])
+    assert (await asyncio.to_thread(_poll, url, start))[0] == 200
+    # No poll until the comparison is over: all its events wait in the server's queue.
+    for _ in range(600):  # up to 2 min on a slow machine
+        saved = await asyncio.to_thread(rest, server, auth, user, "/sessions")
+        if [s for s in saved if s["status"] == "complete"]:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail("the comparison did not complete")
+    events: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    async with asyncio.timeout(60):
+        while not events or events[-1]["event"] != "comparisonComplete":
+            status, text = await asyncio.to_thread(_poll, url)
+            assert status == 200
+            # What python-socketio's own client does with the answer (raises on > 16 packets).
+            decoded = engineio.payload.Payload(encoded_payload=text).packets
+            sizes.append(len(decoded))
+            for packet in decoded:
+                if packet.packet_type == engineio.packet.MESSAGE and packet.data.startswith("2"):
+                    name, data = json.loads(packet.data[1:])
+                    events.append({"event": name, "data": data})
+    assert max(sizes) == 16 and len(sizes) > 1, sizes
+    assert events[0]["event"] == "sessionCreated"
+    for key, items in chunks_by_model(events).items():
+        assert [c["index"] for c in items] == list(range(len(items))), key
+    assert [e["event"] for e in events].count("comparisonComplete") == 1
 
 
 def answers(events: list[dict[str, Any]]) -> dict[str, str]:
