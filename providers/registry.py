@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any

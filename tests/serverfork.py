@@ -65,6 +65,14 @@ PRELOAD = (
     "uvloop",
     "socketio",
     "engineio",
+    # The vendor SDKs: a server with a vendor key imports them at start (the preload), ~2 s of
+    # CPU each time on a normal machine and over 10 s on a slow one; imported here once per
+    # pytest process instead.
+    "httpx2",
+    "anthropic",
+    "openai",
+    "google.genai",
+    "httpx_aiohttp",
 )
 
 #: Must still be absent from every forked child (checked in each: a preloaded library that pulled
