@@ -154,7 +154,7 @@ async def lifespan():
     await started.wait()
     for thread in threading.enumerate():
         if thread.name == "provider-preload":
-            await asyncio.to_thread(thread.join, 60)
+            await asyncio.to_thread(thread.join, 240)
     running = state(), len(gc.get_objects())
     shutdown.set()
     await task
@@ -179,7 +179,8 @@ def run_lifespan(tmp_path: Path, **extra: str) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        # A fresh interpreter importing Django and the SDKs: over 60 s on a slow, busy machine.
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
