@@ -412,7 +412,7 @@ def test_serve_refuses_an_unknown_event_loop(database: str, tmp_path: Path) -> N
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert done.returncode != 0
     assert "PLAYGROUND_EVENT_LOOP must be one of uvloop, asyncio, not 'trio'" in done.stderr
