@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Prefetch, Sum
+from django.db.models import BigIntegerField, Max, Min, Prefetch, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from arena.errors import NotFound
 from arena.models import (
@@ -88,10 +89,6 @@ def comparison_votes(*, comparison: Comparison) -> list[Vote]:
     return list(Vote.objects.filter(comparison=comparison).order_by("turn", "user_id"))
 
 
-def counter_version(*, key: str) -> int:
-    return Counter.objects.filter(pk=key).values_list("version", flat=True).first() or 0
-
-
 def leaderboard_cached(
     *, user_id: str | None, tag: str = "", since: date | None = None
 ) -> dict[str, Any] | None:
@@ -100,17 +97,34 @@ def leaderboard_cached(
     from arena.services import scope_key, tags_key
 
     scope = scope_key(user_id=user_id)
+    # One statement: the stored board with its counters' current versions (one round trip, and
+    # the three read from one snapshot).
     row = (
         Leaderboard.objects.filter(scope=scope, tag=tag, since=since.isoformat() if since else "")
-        .values_list("version", "tags_version", "result")
+        .annotate(current=_version_of(scope), current_tags=_version_of(tags_key(scope=scope)))
+        .values_list("version", "tags_version", "result", "current", "current_tags")
         .first()
     )
-    if row is None or row[0] != counter_version(key=scope):
+    if row is None or row[0] != row[3]:
         return None
-    if tag and row[1] != counter_version(key=tags_key(scope=scope)):
+    if tag and row[1] != row[4]:
         return None
     result: dict[str, Any] = row[2]
     return result
+
+
+def _version_of(key: str) -> Coalesce:
+    return Coalesce(
+        Subquery(Counter.objects.filter(pk=key).values("version")),
+        Value(0),
+        output_field=BigIntegerField(),
+    )
+
+
+def counter_versions(*, keys: list[str]) -> list[int]:
+    """The current versions of these counters (0 for one never bumped), in one query."""
+    found = dict(Counter.objects.filter(pk__in=keys).values_list("key", "version"))
+    return [found.get(key, 0) for key in keys]
 
 
 #: Ledger sums per ``(model_a, model_b, result)``: ``[battles, votes]``.
@@ -145,8 +159,10 @@ def pair_tally(*, scope: str, tag: str = "", since: date | None = None) -> Tally
     if since is None:
         return {(a, b, result): [n, v] for a, b, result, n, v in every}
     days = DailyPairTally.objects.filter(scope=scope, tag=tag)
-    first = days.order_by("day").values_list("day", flat=True).first()
-    last = days.order_by("-day").values_list("day", flat=True).first()
+    # Both ends in one query (each still an index probe: PostgreSQL plans MIN and MAX over the
+    # key's (scope, tag, day) prefix as LIMIT 1 scans).
+    bounds = days.aggregate(first=Min("day"), last=Max("day"))
+    first, last = bounds["first"], bounds["last"]
     if first is None or last is None or since > last:
         return {}
     tally: Tally = {}

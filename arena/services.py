@@ -523,8 +523,8 @@ def leaderboard_refresh(
     daily ones from its since-day on) and store it."""
     scope = scope_key(user_id=user_id)
     day = since_day(since=since)
-    version = selectors.counter_version(key=scope)
-    tags_version = selectors.counter_version(key=tags_key(scope=scope)) if tag else 0
+    version, tags_version = selectors.counter_versions(keys=[scope, tags_key(scope=scope)])
+    tags_version = tags_version if tag else 0
     tally = selectors.pair_tally(scope=scope, tag=tag, since=day)
     tally = {key: sums for key, sums in tally.items() if sums[0] or sums[1]}
     board = _board(user_id=user_id, tag=tag, since=day, tally=tally)
