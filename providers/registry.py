@@ -51,6 +51,7 @@ class ProviderHandler:
     def __init__(self, settings_name: str = "AI_PROVIDERS") -> None:
         self.settings_name = settings_name
         self._instances: dict[str, BaseProvider] = {}
+        self._forgotten: list[BaseProvider] = []  # reset, their clients not closed yet
         self._lock = threading.Lock()
 
     @property
@@ -148,15 +149,20 @@ class ProviderHandler:
         return errors
 
     async def aclose(self) -> None:
-        """Close the HTTP clients of the loaded providers (a command's loop is about to end)."""
+        """Close the HTTP clients of the loaded providers (a command's loop is about to end),
+        and of those a :meth:`reset` forgot since the last call."""
         with self._lock:
-            loaded = list(self._instances.values())
+            loaded = [*self._forgotten, *self._instances.values()]
+            self._forgotten = []
         for provider in loaded:
             await provider.aclose()
 
     def reset(self) -> None:
-        """Forget the cached instances (they are rebuilt from settings on next use)."""
+        """Forget the cached instances (they are rebuilt from settings on next use). Their
+        clients stay open until :meth:`aclose` (this runs in a settings change, outside any
+        loop): dropped open, aiohttp logs each of their sessions as unclosed."""
         with self._lock:
+            self._forgotten.extend(self._instances.values())
             self._instances = {}
 
 

@@ -84,6 +84,12 @@ class OpenAIProvider(BaseProvider):
             self._client_loop = loop
         return self._client
 
+    async def aclose(self) -> None:
+        # The SDK's pooled connections, closed while their loop runs.
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+
     async def _list_models(self) -> list[ModelInfo]:
         """``GET {base_url}/models`` through the SDK, without the models that do not chat
         (embeddings, speech, images…); OpenRouter's names and context lengths, and vLLM's

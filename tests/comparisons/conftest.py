@@ -16,7 +16,11 @@ from channels.testing import WebsocketCommunicator
 import providers.backends.anthropic
 import providers.backends.google
 import providers.backends.openai  # noqa: F401
-from tests.fake_upstream.fixtures import fake_upstream, upstream_providers  # noqa: F401
+from tests.fake_upstream.fixtures import (  # noqa: F401
+    fake_upstream,
+    providers_closed,
+    upstream_providers,
+)
 
 Event = dict[str, Any]
 

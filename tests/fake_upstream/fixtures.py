@@ -1,6 +1,6 @@
 """Pytest fixtures for the fake upstream; import them into a conftest::
 
-from tests.fake_upstream.fixtures import fake_upstream, upstream_providers  # noqa: F401
+from tests.fake_upstream.fixtures import fake_upstream, providers_closed, upstream_providers  # noqa: F401
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
+from providers.registry import providers
 
 from .server import FakeUpstream
 
@@ -21,8 +23,17 @@ PROVIDER_TEST_TIMEOUT = 30.0
 
 
 @pytest.fixture
-async def fake_upstream() -> AsyncIterator[FakeUpstream]:
-    """A started :class:`FakeUpstream` on a random port of 127.0.0.1."""
+async def providers_closed(settings: Any) -> AsyncIterator[None]:
+    """At the end of the test, in its loop, close the HTTP clients its providers opened (those
+    forgotten by settings changes included). After ``settings``: its restore forgets them."""
+    yield
+    await providers.aclose()
+
+
+@pytest.fixture
+async def fake_upstream(providers_closed: None) -> AsyncIterator[FakeUpstream]:
+    """A started :class:`FakeUpstream` on a random port of 127.0.0.1 (the providers' clients
+    are closed before it stops)."""
     async with FakeUpstream() as upstream:
         yield upstream
 

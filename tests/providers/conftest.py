@@ -8,6 +8,6 @@ from __future__ import annotations
 import providers.backends.anthropic
 import providers.backends.google
 import providers.backends.openai  # noqa: F401
-from tests.fake_upstream.fixtures import fake_upstream, upstream_providers
+from tests.fake_upstream.fixtures import fake_upstream, providers_closed, upstream_providers
 
-__all__ = ["fake_upstream", "upstream_providers"]
+__all__ = ["fake_upstream", "providers_closed", "upstream_providers"]

@@ -244,7 +244,7 @@ async def test_first_token_deadline(
     await upstream_providers.wait_closed("slow")
 
 
-async def test_connection_refused(alias: str, settings: object) -> None:
+async def test_connection_refused(alias: str, settings: object, providers_closed: None) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
