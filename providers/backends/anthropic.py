@@ -13,6 +13,7 @@ import httpx2
 
 from ..base import BaseProvider
 from ..sse import event_json, sse_data
+from ..tls import httpx2_context
 from ..types import (
     CONTEXT_TOO_LONG,
     AuthenticationFailed,
@@ -78,7 +79,9 @@ class AnthropicProvider(BaseProvider):
                 max_retries=int(self.options.get("max_retries", 2)),
                 # The SDK's aiohttp transport: less than half the instructions per streamed event
                 # of httpcore + h11 + anyio (docs/benchmarks.md, "CPU per relayed chunk, counted").
-                http_client=anthropic.DefaultAioHttpClient(timeout=timeout),
+                http_client=anthropic.DefaultAioHttpClient(
+                    timeout=timeout, verify=httpx2_context()
+                ),
             )
             self._client_loop = loop
         return self._client

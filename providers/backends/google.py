@@ -24,6 +24,7 @@ from httpx_aiohttp import HttpxAiohttpClient
 
 from ..base import BaseProvider
 from ..sse import event_json, sse_data
+from ..tls import httpx_context
 from ..types import (
     CONTEXT_TOO_LONG,
     AuthenticationFailed,
@@ -87,6 +88,7 @@ class GeminiProvider(BaseProvider):
                     max_connections=self.max_connections,
                     max_keepalive_connections=min(self.max_connections, 100),
                 ),
+                verify=httpx_context(),  # the process's (providers/tls.py)
                 headers={
                     "x-goog-api-key": str(self.options.get("api_key") or ""),
                     "user-agent": "playground",

@@ -23,6 +23,7 @@ import openai
 
 from ..base import BaseProvider
 from ..sse import event_json, sse_data
+from ..tls import httpx2_context
 from ..types import (
     CONTEXT_TOO_LONG,
     AuthenticationFailed,
@@ -80,6 +81,10 @@ class OpenAIProvider(BaseProvider):
                 timeout=float(self.options.get("timeout") or 60.0),
                 max_retries=int(self.options.get("max_retries", 2)),
                 default_headers=dict(self.options.get("headers") or {}),
+                # The SDK's own client, with the process's TLS context (providers/tls.py).
+                http_client=openai.DefaultAsyncHttpxClient(
+                    timeout=float(self.options.get("timeout") or 60.0), verify=httpx2_context()
+                ),
             )
             self._client_loop = loop
         return self._client
