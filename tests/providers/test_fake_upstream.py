@@ -27,18 +27,18 @@ def test_runs_as_a_module() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen(
+    with subprocess.Popen(  # the with closes its stdout pipe (else a ResourceWarning)
         [sys.executable, "-m", "tests.fake_upstream", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert "listening" in process.stdout.readline()
-        url = f"http://127.0.0.1:{port}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
-        response = httpx.post(f"{url}?alt=sse", json={"contents": []}, timeout=5)
-        assert response.status_code == 200
-        assert '"finishReason": "STOP"' in response.text
-    finally:
-        process.terminate()
-        process.wait(5)
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert "listening" in process.stdout.readline()
+            url = f"http://127.0.0.1:{port}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+            response = httpx.post(f"{url}?alt=sse", json={"contents": []}, timeout=5)
+            assert response.status_code == 200
+            assert '"finishReason": "STOP"' in response.text
+        finally:
+            process.terminate()
+            process.wait(5)
