@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import BigIntegerField, Max, Min, Prefetch, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Max, Min, Prefetch, Sum
 
 from arena.errors import NotFound
 from arena.models import (
@@ -97,28 +98,26 @@ def leaderboard_cached(
     from arena.services import scope_key, tags_key
 
     scope = scope_key(user_id=user_id)
-    # One statement: the stored board with its counters' current versions (one round trip, and
-    # the three read from one snapshot).
-    row = (
-        Leaderboard.objects.filter(scope=scope, tag=tag, since=since.isoformat() if since else "")
-        .annotate(current=_version_of(scope), current_tags=_version_of(tags_key(scope=scope)))
-        .values_list("version", "tags_version", "result", "current", "current_tags")
-        .first()
-    )
+    # One statement, the counters' current versions as scalar subqueries: one round trip, the
+    # three rows read from one snapshot. Written out: the ORM's build of the same query cost
+    # ~1.9 ms of CPU per call on a slow core, the answer of GET /leaderboard for a stored board.
+    board, counter = (connection.ops.quote_name(m._meta.db_table) for m in (Leaderboard, Counter))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT b.version, b.tags_version, b.result,"
+            f" COALESCE((SELECT c.version FROM {counter} c WHERE c.key = %s), 0),"
+            f" COALESCE((SELECT c.version FROM {counter} c WHERE c.key = %s), 0)"
+            f" FROM {board} b WHERE b.scope = %s AND b.tag = %s AND b.since = %s",
+            [scope, tags_key(scope=scope), scope, tag, since.isoformat() if since else ""],
+        )
+        row = cursor.fetchone()
     if row is None or row[0] != row[3]:
         return None
     if tag and row[1] != row[4]:
         return None
-    result: dict[str, Any] = row[2]
-    return result
-
-
-def _version_of(key: str) -> Coalesce:
-    return Coalesce(
-        Subquery(Counter.objects.filter(pk=key).values("version")),
-        Value(0),
-        output_field=BigIntegerField(),
-    )
+    result = row[2]
+    board_json: dict[str, Any] = json.loads(result) if isinstance(result, str) else result
+    return board_json
 
 
 def counter_versions(*, keys: list[str]) -> list[int]:
