@@ -73,6 +73,9 @@ PRELOAD = (
     "openai",
     "google.genai",
     "httpx_aiohttp",
+    # The providers' TLS contexts, built at its import (the CA bundle: ~50 ms of CPU each), then
+    # shared by every server forked from here, with the environment of this pytest process.
+    "providers.tls",
 )
 
 #: Must still be absent from every forked child (checked in each: a preloaded library that pulled
