@@ -30,17 +30,77 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
+// Nothing from model output may load anything (raw HTML passes through marked): no media
+// elements, no SVG or MathML (whose <image>, <use> and filters take URLs), no URL attributes.
+const SANITIZE = {
+  USE_PROFILES: { html: true },
+  FORBID_TAGS: [
+    ...["img", "picture", "source", "video", "audio", "track", "object", "embed", "iframe"],
+    ...["style", "link", "meta", "form", "input", "button", "textarea", "select"],
+  ],
+  FORBID_ATTR: ["style", "src", "srcset", "poster", "background", "ping", "action", "formaction"],
+};
+
 function renderMarkdown(text) {
-  // Nothing from model output may load anything (raw HTML passes through marked): no media
-  // elements, no SVG or MathML (whose <image>, <use> and filters take URLs), no URL attributes.
-  return DOMPurify.sanitize(markdown.parse(text), {
-    USE_PROFILES: { html: true },
-    FORBID_TAGS: [
-      ...["img", "picture", "source", "video", "audio", "track", "object", "embed", "iframe"],
-      ...["style", "link", "meta", "form", "input", "button", "textarea", "select"],
-    ],
-    FORBID_ATTR: ["style", "src", "srcset", "poster", "background", "ping", "action", "formaction"],
-  });
+  return DOMPurify.sanitize(markdown.parse(text), SANITIZE);
+}
+
+/**
+ * An answer's Markdown in an element, rendered again only where it changed while it streams.
+ * Rendering the whole answer on every chunk costs O(length) per frame (O(n²) per answer) and
+ * replaces every node, which drops the reader's text selection. Streaming, the answer is cut into
+ * marked's top-level blocks: the blocks before the first one whose source changed keep their
+ * nodes, the rest are rendered (and sanitised) again. The final text is rendered whole: if that
+ * is what the blocks already show (it is unless raw HTML spans blocks), the nodes stay.
+ */
+class MarkdownView {
+  constructor(el) {
+    this.el = el;
+    this.text = null; // what the element shows
+    this.blocks = null; // streaming: [{raw, html, nodes}] in order; null once rendered whole
+    this.links = "";
+  }
+
+  show(text, final) {
+    if (this.text === text && (this.blocks === null || !final)) return;
+    if (!final) {
+      this.update(text);
+    } else {
+      const html = renderMarkdown(text);
+      if (this.blocks !== null && this.text !== text) this.update(text);
+      if (this.blocks !== null && this.blocks.map((b) => b.html).join("") === html) {
+        this.el.normalize(); // adjacent text nodes, as one parse of the whole would give
+      } else {
+        this.el.innerHTML = html;
+      }
+      this.blocks = null;
+    }
+    this.text = text;
+  }
+
+  update(text) {
+    const tokens = markdown.lexer(text);
+    // A reference definition ([x]: url) changes how earlier blocks render.
+    const links = JSON.stringify(tokens.links);
+    if (this.blocks === null || links !== this.links) {
+      this.el.replaceChildren();
+      this.blocks = [];
+      this.links = links;
+    }
+    const blocks = this.blocks;
+    let keep = 0;
+    // The last block may still grow: it is always rendered again.
+    while (keep < blocks.length && keep < tokens.length - 1 && blocks[keep].raw === tokens[keep].raw) keep += 1;
+    for (const block of blocks.splice(keep)) for (const node of block.nodes) node.remove();
+    const scratch = document.createElement("div");
+    for (const token of tokens.slice(keep)) {
+      const html = DOMPurify.sanitize(markdown.parser([token]), SANITIZE);
+      scratch.innerHTML = html;
+      const nodes = [...scratch.childNodes];
+      this.el.append(...nodes);
+      blocks.push({ raw: token.raw, html, nodes });
+    }
+  }
 }
 
 // --- Sign-in ------------------------------------------------------------------------------------
@@ -261,12 +321,28 @@ function showError(text) {
   $("compose-error").textContent = text || "";
 }
 
+// Writes that change nothing still invalidate style and layout: a streaming column renders
+// every frame.
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+function setAttr(el, name, value) {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+
 // --- Columns ------------------------------------------------------------------------------------
 const columns = []; // in display order
 const byKey = new Map(); // `${sessionId} ${slotKey}` -> Column
 const pendingStarts = new Map(); // requestId -> {columns: Column[], rerun: boolean}
 const view = { sessionId: null, detail: null, status: null };
 let renderQueued = new Set();
+// While answers stream, their columns render at most this often (all together), not on every
+// chunk's frame: each render costs style, layout and paint of the page however little changed.
+// Anything else (a status, the first chunk, an error, the end) renders on the next frame.
+const STREAM_RENDER_MS = 100;
+let flushScheduled = null; // null, "frame" or "timer"
+let flushTimer = null;
+let lastFlush = 0;
 
 class Column {
   constructor(spec) {
@@ -285,6 +361,9 @@ class Column {
     const node = $("column-template").content.firstElementChild.cloneNode(true);
     this.el = node;
     this.answer = node.querySelector(".answer");
+    this.markdown = new MarkdownView(this.answer);
+    this.metricEls = {};
+    for (const el of node.querySelectorAll("[data-metric]")) this.metricEls[el.dataset.metric] = el;
     this.errorEl = node.querySelector(".column-error");
     this.title = node.querySelector(".column-title");
     this.buttons = {};
@@ -333,8 +412,9 @@ class Column {
     this.nextIndex = data.index + 1;
     this.chunks += 1;
     if (this.firstAt === null) this.firstAt = performance.now();
-    if (this.status === "pending") this.status = "streaming";
-    this.queueRender();
+    const first = this.status === "pending";
+    if (first) this.status = "streaming";
+    this.queueRender(first);
   }
 
   snapshot(model) {
@@ -348,9 +428,21 @@ class Column {
     this.queueRender();
   }
 
-  queueRender() {
+  queueRender(now = true) {
     renderQueued.add(this);
-    if (renderQueued.size === 1) requestAnimationFrame(flushRenders);
+    if (flushScheduled === "frame") return;
+    if (now) {
+      clearTimeout(flushTimer);
+      flushScheduled = "frame";
+      requestAnimationFrame(flushRenders);
+    } else if (flushScheduled === null) {
+      flushScheduled = "timer";
+      const wait = Math.max(0, lastFlush + STREAM_RENDER_MS - performance.now());
+      flushTimer = setTimeout(() => {
+        flushScheduled = "frame";
+        requestAnimationFrame(flushRenders);
+      }, wait);
+    }
   }
 
   render() {
@@ -359,20 +451,18 @@ class Column {
     const name = this.hidden
       ? `Model ${this.key || "…"}`
       : `${this.spec.blind ? `${this.key}: ` : ""}${provider} · ${model || "default model"}`;
-    this.title.textContent = `${name}${this.isRerun ? " (re-run)" : ""}`;
-    this.el.dataset.status = this.status;
-    this.el.setAttribute("aria-label", `${name}: ${this.status}`);
-    this.answer.setAttribute("aria-busy", running ? "true" : "false");
-    this.answer.innerHTML = renderMarkdown(this.content);
+    setText(this.title, `${name}${this.isRerun ? " (re-run)" : ""}`);
+    if (this.el.dataset.status !== this.status) this.el.dataset.status = this.status;
+    setAttr(this.el, "aria-label", `${name}: ${this.status}`);
+    setAttr(this.answer, "aria-busy", running ? "true" : "false");
+    this.markdown.show(this.content, !running);
     this.errorEl.hidden = !this.error;
-    this.errorEl.textContent = this.error || "";
+    setText(this.errorEl, this.error || "");
     this.buttons.stop.disabled = !running || !this.sessionId;
     this.buttons.rerun.disabled = running || this.hidden;
     this.buttons.copy.disabled = !this.content;
     const m = this.metrics;
-    const metric = (name, text) => {
-      this.el.querySelector(`[data-metric="${name}"]`).textContent = text;
-    };
+    const metric = (name, text) => setText(this.metricEls[name], text);
     metric("status", this.status);
     if (m) {
       metric("ttft", ms(m.timeToFirstTokenInMilliseconds));
@@ -418,6 +508,8 @@ class Column {
 }
 
 function flushRenders() {
+  flushScheduled = null;
+  lastFlush = performance.now();
   const todo = renderQueued;
   renderQueued = new Set();
   for (const column of todo) column.render();
