@@ -153,6 +153,78 @@ def test_three_models_stream_and_match_what_was_saved(
     )
 
 
+def long_markdown(items: int) -> list[str]:
+    """A long answer in small deltas: a paragraph, a list, a code fence, a table, a setext
+    heading, cut mid-word and mid-syntax as a model streams it."""
+    deltas = [
+        "Relays are ",
+        "**electrically ",
+        "operated** switches",
+        " that isolate circuits.\n\n",
+    ]
+    for i in range(items):
+        deltas += [f"- item {i} with ", f"`code {i}` and *emphasis*\n"]
+    deltas += ["\n```python\n", *[f"x = {i}\n" for i in range(20)], "```\n\n"]
+    deltas += ["| a | b |\n", "|---|---|\n", *[f"| {i} | {i * i} |\n" for i in range(20)]]
+    deltas += ["\nSummary\n", "-------\n\n", "Done, ", "finally."]
+    return deltas
+
+
+def test_a_long_answer_streams_without_losing_the_readers_selection_and_ends_as_saved(
+    playground: Playground, upstream: FakeUpstream
+) -> None:
+    """A long answer re-renders only what changed while it streams: the reader can select its
+    first paragraph meanwhile (a page that re-renders the whole answer drops the selection).
+    Once complete, each answer is exactly what a fresh page shows for the saved Markdown, even
+    where what streamed earlier changes meaning later (a reference link defined at the end, an
+    HTML block spanning paragraphs)."""
+    # ~6 s of streaming: time for the reader's triple-click however busy the machine.
+    upstream.script("long.anthropic", deltas=long_markdown(50), delay=0.04)
+    late = [
+        "See [the docs][ref] and <details>\n\n",
+        "**inside** the details\n\n",
+        "</details>\n\n",
+        *[f"Paragraph {i}.\n\n" for i in range(40)],
+        "[ref]: https://example.com/docs\n",
+    ]
+    marker = upstream.script("long", deltas=late, delay=0.04)
+    playground.open()
+    page = playground.page
+    sid = playground.compare(
+        f"Relays at length {marker}",
+        ("anthropic", "claude-haiku-4-5-20251001"),
+        ("openai", "gpt-4.1-mini"),
+    )
+    answer = playground.column(0).locator(".answer")
+    first = answer.locator("p").first
+    text = "Relays are electrically operated switches that isolate circuits."
+    playground.expect(first).to_have_text(text)
+    first.click(click_count=3)  # selects the paragraph
+    selection = (
+        "[getSelection().toString().trim(), document.querySelector('.column').dataset.status]"
+    )
+    assert page.evaluate(selection) == [text, "streaming"]
+    shown = len(answer.inner_text())
+    playground.wait_status(0, "complete")
+    playground.wait_status(1, "complete")
+    assert len(answer.inner_text()) > shown
+    assert page.evaluate(selection) == [text, "complete"]
+
+    saved = playground.rest(f"/sessions/{sid}")
+    fresh = page.context.new_page()
+    Playground(fresh, playground.server).open(f"?session={sid}")
+    for index, key in enumerate(m["key"] for m in saved["models"]):
+        column = fresh.locator("#columns > .column").nth(index)
+        playground.expect(column.locator('[data-metric="status"]')).to_have_text("complete")
+        rendered = column.locator(".answer").inner_html()
+        assert playground.column(index).locator(".answer").inner_html() == rendered
+        assert playground.copied(index) == saved["responses"][key]["content"]
+    streamed = playground.column(1).locator(".answer")
+    link = streamed.get_by_role("link", name="the docs")
+    assert link.get_attribute("href") == "https://example.com/docs"
+    playground.expect(streamed.locator("details strong")).to_have_text("inside")
+
+
 def test_one_column_error_shows_the_providers_reason_while_others_stream(
     playground: Playground, upstream: FakeUpstream
 ) -> None:
