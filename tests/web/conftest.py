@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,55 @@ def _require_chromium() -> None:
         pytest.skip(reason)
 
 
+# Chromium's new headless mode gives each page a browser window, and each window loads the
+# omnibox's WebUI popups in a renderer of its own (chrome://omnibox-popup.top-chrome): 0.6-0.8 s
+# of CPU per page, more than the page under test. Chromium honours only the last
+# --disable-features, so these are added to the list Playwright passes (read from the command
+# line of a first launch), not passed as a second switch that would replace it.
+DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+_playwright_disable_features: list[str] = []  # Playwright's own switch, once read
+
+
+def _command_line(marker: str) -> list[str]:
+    """The command line of the chromium browser process launched with ``marker``."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                args = [a.decode() for a in file.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if marker in args and not any(a.startswith("--type=") for a in args):
+            return args
+    raise RuntimeError(f"no chromium process with {marker}")
+
+
+def _disable_features_switch(args: list[str]) -> list[str]:
+    return [a for a in args if a.startswith("--disable-features=")]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Headless chromium with Playwright's switches, its --disable-features plus ours."""
+    if not _playwright_disable_features:
+        marker = f"--playground-probe={uuid.uuid4().hex}"
+        probe = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[marker])
+        try:
+            _playwright_disable_features.extend(_disable_features_switch(_command_line(marker)))
+        finally:
+            probe.close()
+    default = _playwright_disable_features  # [] if Playwright passes none: nothing to replace
+    merged = ",".join([*(d.split("=", 1)[1] for d in default), *DISABLED_FEATURES])
+    marker = f"--playground-probe={uuid.uuid4().hex}"
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        ignore_default_args=default,
+        args=[f"--disable-features={merged}", marker],
+    )
+    switches = _disable_features_switch(_command_line(marker))
+    assert switches == [f"--disable-features={merged}"], switches  # one switch, all features
+    return chromium
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless chromium per module: Playwright's sync API runs an event loop in this thread
@@ -46,7 +96,7 @@ def browser() -> Iterator[Any]:
     expect.set_options(timeout=30_000)
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
