@@ -199,6 +199,9 @@ def test_a_long_answer_streams_without_losing_the_readers_selection_and_ends_as_
     first = answer.locator("p").first
     text = "Relays are electrically operated switches that isolate circuits."
     playground.expect(first).to_have_text(text)
+    # The list under it is shown too: a selection that ends at the end of the answer grows with
+    # the answer (Chromium keeps it "after the last child"), as it would on any page.
+    playground.expect(answer.locator("li").first).to_be_visible()
     first.click(click_count=3)  # selects the paragraph
     selection = (
         "[getSelection().toString().trim(), document.querySelector('.column').dataset.status]"
