@@ -76,6 +76,36 @@ PRELOAD = (
     # The providers' TLS contexts, built at its import (the CA bundle: ~50 ms of CPU each), then
     # shared by every server forked from here, with the environment of this pytest process.
     "providers.tls",
+    # What each server's start-up imported of Django's and the middleware libraries besides
+    # (none reads settings at import): the system checks' migration autodetector, static files,
+    # the middleware, django-environ.
+    "django.core.management.commands.migrate",
+    "django.core.management.commands.makemigrations",
+    "django.contrib.staticfiles.finders",
+    "django.contrib.staticfiles.storage",
+    "django.contrib.staticfiles.checks",
+    "django.contrib.messages.storage.fallback",
+    "django.contrib.sessions.backends.base",
+    "django.contrib.sessions.serializers",
+    "django.contrib.auth.hashers",
+    "django.contrib.auth.password_validation",
+    "django.middleware.security",
+    "django.middleware.common",
+    "django.middleware.clickjacking",
+    "django.views.csrf",
+    "django.views.defaults",
+    "django.templatetags.cache",
+    "django.templatetags.l10n",
+    "django.templatetags.tz",
+    "django.core.cache.backends.locmem",
+    "whitenoise.middleware",
+    "whitenoise.runserver_nostatic",
+    "corsheaders.middleware",
+    "corsheaders.checks",
+    "channels.security.websocket",
+    "environ",
+    # Last: freezes all of the above (tests/serverfork_freeze.py).
+    "tests.serverfork_freeze",
 )
 
 #: Must still be absent from every forked child (checked in each: a preloaded library that pulled
