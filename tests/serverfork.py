@@ -147,8 +147,9 @@ def _detach(duplicate: Any) -> int:
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: str, fds: tuple[int, int, int]) -> None:
-    """In the child: become ``python <argv>`` started with ``env`` in ``cwd`` and the standard
-    streams ``fds``; its exit status is the process's (multiprocessing reports it, or -signal)."""
+    """In the child: become ``python <argv>`` (a script, or ``-m <module>``) started with
+    ``env`` in ``cwd`` and the standard streams ``fds``; its exit status is the process's
+    (multiprocessing reports it, or -signal)."""
     present = [name for name in NOT_PRELOADED if name in sys.modules]
     assert not present, f"the fork server imported {present}"
     os.environ.clear()
@@ -160,10 +161,14 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, fds: tuple[int, int, in
         os.dup2(fd, target)
         os.close(fd)
     sys.argv = list(argv)
-    # As the interpreter does for a script: its directory first on the path.
+    # As the interpreter does for a script (its directory) or ``-m`` (the working directory).
     sys.path.insert(0, cwd)
     try:
-        runpy.run_path(os.path.join(cwd, argv[0]), run_name="__main__")
+        if argv[0] == "-m":
+            sys.argv = argv[1:]  # run_module puts the module's path in sys.argv[0]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(os.path.join(cwd, argv[0]), run_name="__main__")
     finally:
         # multiprocessing ends its children with os._exit: what the interpreter's exit would run.
         import atexit

@@ -139,12 +139,12 @@ def migrate(database_url: str, tmp_path: Path) -> None:
 
 
 class Server:
-    """A `manage.py serve` process.
+    """A `manage.py serve` process (a subclass may run another command line).
 
     Forked from the suite's fork server (tests/serverfork.py: the libraries already imported)
-    when ``fork`` and the command line is the plain ``manage.py serve``; otherwise, and under
-    ``TEST_SERVER_FORK=0``, a fresh interpreter. A test of the interpreter's own start-up or exit
-    passes ``fork=False``.
+    when ``fork``; otherwise, and under ``TEST_SERVER_FORK=0``, a fresh interpreter. A test of the
+    interpreter's own start-up or exit passes ``fork=False`` (a forked process never finalizes
+    its interpreter: what only happens then, such as a leaked session's warning, cannot happen).
     """
 
     #: Whether this server may be forked (subclasses with their own launch set it False).
@@ -174,8 +174,8 @@ class Server:
         return ["manage.py", "serve"]
 
     def forked(self) -> bool:
-        """Whether start() forks: a subclass with another command line runs it fresh."""
-        return self.fork and serverfork.enabled() and self.args() == Server.args(self)
+        """Whether start() forks."""
+        return self.fork and serverfork.enabled()
 
     def start(
         self, timeout: float = 120.0, stdout: Path | None = None, stderr: Path | None = None

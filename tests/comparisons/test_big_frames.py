@@ -3,6 +3,7 @@ never to what the server sends, so a snapshot of any size arrives whole."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from tests import serverfork
 from tests.comparisons.test_launchers import PlainDaphne
 from tests.comparisons.test_processes import open_socket, rest
 from tests.fake_upstream.fixtures import TEST_API_KEY
@@ -37,13 +39,19 @@ class PlainDaphneWebSocketFirst(PlainDaphne):
     def start(
         self, timeout: float = 30.0, stdout: Path | None = None, stderr: Path | None = None
     ) -> Server:
-        self.process = subprocess.Popen(
-            [sys.executable, *self.args()],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with open(os.devnull, "wb") as devnull:
+            if self.forked():
+                self.process = serverfork.ForkedProcess(
+                    self.args(), env=self.env, cwd=str(ROOT), stdout=devnull, stderr=devnull
+                )
+            else:
+                self.process = subprocess.Popen(
+                    [sys.executable, *self.args()],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=devnull,
+                    stderr=devnull,
+                )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -35,14 +35,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 class FreshServer(Server):
-    """``manage.py serve`` in a fresh interpreter, never forked (tests/serverfork.py): this module
-    checks the process's own start-up and exit."""
+    """``manage.py serve`` in a fresh interpreter, never forked (tests/serverfork.py): for the
+    process's own exit, which only a fresh interpreter finalizes."""
 
     fork = False
 
 
 class PlainDaphne(Server):
-    """``daphne playground.asgi:application``, as deployments launch it."""
+    """``daphne playground.asgi:application``, as deployments launch it (``python -m daphne``,
+    forked like ``manage.py serve``)."""
 
     def args(self) -> list[str]:
         return [
@@ -262,7 +263,7 @@ def test_serve_trusts_forwarded_headers_only_when_told_to(
         DJANGO_SECURE_SSL_REDIRECT="1",
         TRUST_X_FORWARDED_PROTO=trusted,
     )
-    server = FreshServer(env).start()
+    server = Server(env).start()
     try:
         head = (
             "GET /me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
@@ -305,7 +306,7 @@ async def test_serve_starts_with_the_database_down_and_recovers_when_it_returns(
     userinfo = real.netloc.rpartition("@")[0]
     down = real._replace(netloc=f"{userinfo}@127.0.0.1:{port}").geturl()
     env = demo_env(down, tmp_path, auth, PLAYGROUND_HEARTBEAT_STALE_SECONDS="1.5")
-    server = FreshServer(env).start()
+    server = Server(env).start()
     try:
         status, body = ready(server)
         assert (status, body["checks"]) == (503, {"database": "fail"})
@@ -343,7 +344,7 @@ def test_serve_outside_debug_collects_static_files_for_the_admin(
         DJANGO_SECURE_SSL_REDIRECT="0",
         STATIC_ROOT=str(tmp_path / "static"),
     )
-    server = FreshServer(env).start(timeout=90)
+    server = Server(env).start(timeout=90)
     try:
         with urllib.request.urlopen(server.url + "/admin/login/", timeout=10) as response:
             assert response.status == 200
@@ -355,7 +356,13 @@ def test_serve_outside_debug_collects_static_files_for_the_admin(
         server.stop()
 
 
-@pytest.mark.parametrize("launcher", [FreshServer, PlainDaphne])
+class FreshPlainDaphne(PlainDaphne):
+    """``python -m daphne ...`` in a fresh interpreter, for its exit."""
+
+    fork = False
+
+
+@pytest.mark.parametrize("launcher", [FreshServer, FreshPlainDaphne])
 async def test_a_stopped_server_closes_its_provider_connections_cleanly(
     launcher: type[Server], database: str, tmp_path: Path, auth: ProcessAuth, fake_upstream: Any
 ) -> None:

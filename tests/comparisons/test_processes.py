@@ -298,23 +298,12 @@ def assert_snapshots_and_chunks_add_up(events: list[dict[str, Any]]) -> dict[str
 
 
 async def play_recorded(comparison_id: str, speed: str, env: dict[str, str]) -> list[Any]:
-    player = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "manage.py",
-        "replay",
-        comparison_id,
-        "--recorded",
-        "--speed",
-        speed,
-        "--json",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    # In a thread: the test reads its watchers meanwhile.
+    player = await asyncio.to_thread(
+        manage, "replay", comparison_id, "--recorded", "--speed", speed, "--json", env=env
     )
-    out, err = await player.communicate()
-    assert player.returncode == 0, err.decode()
-    return list(json.loads(out))
+    assert player.returncode == 0, player.stderr
+    return list(json.loads(player.stdout))
 
 
 @pytest.mark.redis
@@ -602,10 +591,16 @@ class SharedPortServer(Server):
 
     def launch(self, stdout: Path) -> SharedPortServer:
         self.stdout = stdout
-        with open(stdout, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, *self.args()], cwd=ROOT, env=self.env, stdout=out
-            )
+        self.stderr = stdout.with_suffix(".log")
+        with open(stdout, "wb") as out, open(self.stderr, "wb") as err:
+            if self.forked():
+                self.process = serverfork.ForkedProcess(
+                    self.args(), env=self.env, cwd=str(ROOT), stdout=out, stderr=err
+                )
+            else:
+                self.process = subprocess.Popen(
+                    [sys.executable, *self.args()], cwd=ROOT, env=self.env, stdout=out, stderr=err
+                )
         return self
 
     def wait_listening(self, timeout: float = 90.0) -> None:
@@ -614,7 +609,7 @@ class SharedPortServer(Server):
         assert self.process is not None and self.stdout is not None
         deadline = time.monotonic() + timeout
         while "SO_REUSEPORT" not in self.stdout.read_text():
-            assert self.process.poll() is None, "server exited"
+            assert self.process.poll() is None, f"server exited: {self.log()[-2000:]}"
             assert time.monotonic() < deadline, "server did not listen in time"
             time.sleep(0.1)
 
