@@ -96,24 +96,63 @@ def _env(token: str | None) -> dict[str, str]:
     return env
 
 
-def seed_client(node: str, url: str, mode: str, action: str, *args: str, token: str | None):
-    """Run the seed client to its end; its events, one per printed line."""
-    result = subprocess.run(
-        _command(node, url, mode, action, *args),
-        env=_env(token),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
-    return [json.loads(line) for line in result.stdout.splitlines()]
+class SeedClients:
+    """One Node process (``seed_client.mjs --batch``) running the tests' seed clients one after
+    another, each on a socket of its own: a Node start with socket.io-client costs ~0.2 s of
+    CPU, and this module ran 22 of them."""
+
+    def __init__(self, node: str) -> None:
+        env = dict(os.environ)
+        env.pop("SEED_TOKEN", None)
+        self.process = subprocess.Popen(
+            [node, str(SCRIPT), "--batch"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, url: str, mode: str, action: str, *args: str, token: str | None):
+        """Run the seed client to its end; its events, one per printed line."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"url": url, "mode": mode, "action": action, "args": list(args)}
+        self.process.stdin.write(json.dumps({**request, "token": token, "timeoutMs": 60000}))
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        events = []
+        # The action's own 60 s timeout ends it (exit code 2); the test's timeout bounds a hang.
+        for line in self.process.stdout:
+            event = json.loads(line)
+            if "end" in event:
+                assert event["end"] == 0, events
+                return events
+            events.append(event)
+        raise AssertionError(f"the seed client process exited: {events}")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def seed(node: str) -> Iterator[SeedClients]:
+    clients = SeedClients(node)
+    try:
+        yield clients
+    finally:
+        clients.close()
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_the_seed_client_streams_a_two_model_comparison(node, server, auth, mode) -> None:
+def test_the_seed_client_streams_a_two_model_comparison(seed, server, auth, mode) -> None:
     user = f"user_seed_{mode}"
-    events = seed_client(
-        node, server.url, mode, "start", "What is a relay?", "demo", "demo", token=auth.token(user)
+    events = seed.run(
+        server.url, mode, "start", "What is a relay?", "demo", "demo", token=auth.token(user)
     )
     names = [e["event"] for e in events]
     assert "connect" in names and "error" not in names, events
@@ -145,18 +184,18 @@ def test_the_seed_client_streams_a_two_model_comparison(node, server, auth, mode
         assert saved["responses"][key]["content"] == "".join(c["chunk"] for c in items)
 
 
-def test_node_socketio_client_sends_follow_ups(node, server, auth) -> None:
+def test_node_socketio_client_sends_follow_ups(seed, server, auth) -> None:
     """Node's socket.io-client sends ``sendFollowUp`` and ``continueFrom`` (acknowledged with the
     turn) and gets each turn's events with ``turn``; another user's follow-up is not found."""
     user = "user_seed_turns"
     token = auth.token(user)
-    events = seed_client(node, server.url, "websocket", "start", "Relays?", "demo", token=token)
+    events = seed.run(server.url, "websocket", "start", "Relays?", "demo", token=token)
     sid = next(e["data"] for e in events if e["event"] == "sessionCreated")["sessionId"]
     for turn, args in (
         (1, ("followup", sid, "And switches?")),
         (2, ("continue", sid, "demo-echo", "Summarise.")),
     ):
-        events = seed_client(node, server.url, "default", *args, token=token)
+        events = seed.run(server.url, "default", *args, token=token)
         names = [e["event"] for e in events]
         assert {"event": "ack", "data": {"sessionId": sid, "turn": turn}} in events, events
         assert "error" not in names and "turnStarted" in names, events
@@ -171,8 +210,7 @@ def test_node_socketio_client_sends_follow_ups(node, server, auth) -> None:
         }
     saved = rest(server, auth, user, f"/sessions/{sid}")
     assert [t["prompt"] for t in saved["turns"]] == ["Relays?", "And switches?", "Summarise."]
-    other = seed_client(
-        node,
+    other = seed.run(
         server.url,
         "websocket",
         "followup",
@@ -183,18 +221,18 @@ def test_node_socketio_client_sends_follow_ups(node, server, auth) -> None:
     assert {"event": "ack", "data": {"error": f"Session {sid} not found"}} in other
 
 
-def test_the_seed_clients_default_connection_upgrades_to_websocket(node, server, auth) -> None:
+def test_the_seed_clients_default_connection_upgrades_to_websocket(seed, server, auth) -> None:
     """The client's default: HTTP long-polling first, then the upgrade (often before the
     Socket.IO ``connect`` event already)."""
-    events = seed_client(node, server.url, "default", "upgrade", token=auth.token("user_up"))
+    events = seed.run(server.url, "default", "upgrade", token=auth.token("user_up"))
     assert events[-1] == {"event": "upgrade", "data": {"transport": "websocket"}}
     assert "connect_error" not in [e["event"] for e in events]
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("token", "code"), [(None, "token-missing"), ("bad", "token-malformed")])
-def test_the_seed_client_gets_connect_error_with_the_code(node, server, mode, token, code) -> None:
-    events = seed_client(node, server.url, mode, "connect", token=token)
+def test_the_seed_client_gets_connect_error_with_the_code(seed, server, mode, token, code) -> None:
+    events = seed.run(server.url, mode, "connect", token=token)
     error = next(e["data"] for e in events if e["event"] == "connect_error")
     assert error["data"] == {"code": code} and error["message"]
     assert "connect" not in [e["event"] for e in events]
