@@ -380,8 +380,10 @@ async def test_serve_runs_on_the_chosen_event_loop(
     """uvloop unless PLAYGROUND_EVENT_LOOP says asyncio; the banner names it; both stream."""
     extra = {"PLAYGROUND_EVENT_LOOP": choice} if choice else {}
     out = tmp_path / "serve.out"
-    # A fresh interpreter: the fork server has imported uvloop and asyncio before the choice.
-    server = Server(demo_env(database, tmp_path, auth, **extra), fork=False).start(stdout=out)
+    # Forked: the fork server imported uvloop and asyncio but set no loop policy and made no
+    # loop (daphne.server, which makes it, is checked absent in every child), so manage.py makes
+    # the choice in the child as in a fresh interpreter, and the banner reads the running loop.
+    server = Server(demo_env(database, tmp_path, auth, **extra)).start(stdout=out)
     try:
         assert f"event loop: {loop})" in out.read_text()
         socket = await open_socket(server, auth, "user_loop")
