@@ -102,32 +102,48 @@ class SeedClients:
     CPU, and this module ran 22 of them."""
 
     def __init__(self, node: str) -> None:
+        self.node = node
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[str]:
         env = dict(os.environ)
         env.pop("SEED_TOKEN", None)
-        self.process = subprocess.Popen(
-            [node, str(SCRIPT), "--batch"],
+        return subprocess.Popen(
+            [self.node, str(SCRIPT), "--batch"],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
 
-    def run(self, url: str, mode: str, action: str, *args: str, token: str | None):
+    def run(
+        self, url: str, mode: str, action: str, *args: str, token: str | None
+    ) -> list[dict[str, Any]]:
         """Run the seed client to its end; its events, one per printed line."""
         assert self.process.stdin is not None and self.process.stdout is not None
         request = {"url": url, "mode": mode, "action": action, "args": list(args)}
         self.process.stdin.write(json.dumps({**request, "token": token, "timeoutMs": 60000}))
         self.process.stdin.write("\n")
         self.process.stdin.flush()
-        events = []
+        events: list[dict[str, Any]] = []
         # The action's own 60 s timeout ends it (exit code 2); the test's timeout bounds a hang.
-        for line in self.process.stdout:
-            event = json.loads(line)
-            if "end" in event:
-                assert event["end"] == 0, events
-                return events
-            events.append(event)
-        raise AssertionError(f"the seed client process exited: {events}")
+        try:
+            for line in self.process.stdout:
+                event = json.loads(line)
+                if "end" in event:
+                    break
+                events.append(event)
+            else:
+                raise AssertionError(f"the seed client process exited: {events}")
+        except BaseException:
+            # Interrupted mid-run (a test's timeout): the next run gets a new process, not
+            # the rest of this one's lines.
+            self.process.kill()
+            self.process.wait()
+            self.process = self._start()
+            raise
+        assert event["end"] == 0, events
+        return events
 
     def close(self) -> None:
         assert self.process.stdin is not None
