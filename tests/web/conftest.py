@@ -1,6 +1,10 @@
 """Browser tests of the playground page: Debian's chromium driven by Playwright (never downloaded;
 ``playwright install`` is not used), against a real server process with the fake upstream.
 
+Debian's ``chromium-headless-shell`` (the same Chromium release built as its headless shell, what
+Playwright itself runs for headless tests) is used when installed: the full browser's headless
+mode runs a browser window per page, ~30 % more CPU for the same tests (docs/benchmarks.md).
+
 Without chromium the tests skip with a one-line reason, except under ``REQUIRE_SERVICES=1`` (CI),
 where a missing browser fails them.
 """
@@ -24,7 +28,12 @@ from tests.fake_upstream import FakeUpstream, run_in_thread
 from tests.fake_upstream.fixtures import TEST_API_KEY
 from tests.servers import ProcessDatabases, Server, server_env
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = (
+    os.environ.get("CHROMIUM_PATH")
+    or shutil.which("chromium-headless-shell")
+    or shutil.which("chromium")
+    or "/usr/bin/chromium"
+)
 
 
 def _require_chromium() -> None:
