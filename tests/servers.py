@@ -38,9 +38,9 @@ class ProcessDatabases:
     """Databases for server processes, each a copy of one database migrated once per session.
 
     ``migrate`` in a subprocess costs seconds; a PostgreSQL ``CREATE DATABASE ... TEMPLATE`` and
-    its ``DROP`` cost ~0.26 s of PostgreSQL CPU (the whole database, mostly catalogs, written to
-    the WAL). So a released PostgreSQL copy is emptied back to the template's state and pooled
-    for the next ``copy()`` of this test process; SQLite copies are a file copy.
+    its ``DROP`` write the whole database, mostly catalogs, to the WAL (docs/benchmarks.md). So a
+    released PostgreSQL copy is emptied back to the template's state and pooled for the next
+    ``copy()`` of this test process; SQLite copies are a file copy.
     """
 
     def __init__(self, workdir: Path) -> None:
@@ -171,7 +171,7 @@ class ProcessDatabases:
                 for table, (rows, _) in self._fresh.items():
                     if rows == 0 and not table.startswith("sequence "):
                         conn.execute(f'DELETE FROM "{table}"')
-                # Ids start where a fresh copy's do: a test may compare ids across servers.
+                # A reused copy hands out the ids a fresh one would.
                 for sequence, value, called in self._sequences:
                     conn.execute("SELECT setval(%s, %s, %s)", (f'"{sequence}"', value, called))
                 conn.commit()
