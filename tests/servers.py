@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -36,8 +37,10 @@ def free_port() -> int:
 class ProcessDatabases:
     """Databases for server processes, each a copy of one database migrated once per session.
 
-    ``migrate`` in a subprocess costs seconds; a copy costs milliseconds (PostgreSQL
-    ``CREATE DATABASE ... TEMPLATE``, or a copy of the SQLite file).
+    ``migrate`` in a subprocess costs seconds; a PostgreSQL ``CREATE DATABASE ... TEMPLATE`` and
+    its ``DROP`` write the whole database, mostly catalogs, to the WAL (docs/benchmarks.md). So a
+    released PostgreSQL copy is emptied back to the template's state and pooled for the next
+    ``copy()`` of this test process; SQLite copies are a file copy.
     """
 
     def __init__(self, workdir: Path) -> None:
@@ -54,17 +57,25 @@ class ProcessDatabases:
         }
         self._auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
         self._template: str | None = None
+        self._conn: Any = None
+        #: Released copies, each back in the template's state.
+        self._pool: list[str] = []
+        self._created: set[str] = set()
+        #: The template's state (see ``_fingerprint``), taken from its first copy.
+        self._fresh: dict[str, tuple[int, str]] | None = None
+        self._sequences: list[tuple[str, int, bool]] = []
 
     def _url(self, name: str) -> str:
         if not self.postgres:
             return f"sqlite:///{self.workdir / name}"
         return f"postgres://{self._auth}@{self._admin['host']}:{self._admin['port']}/{name}"
 
-    def _execute(self, sql: str) -> None:
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         import psycopg
 
-        with psycopg.connect(**self._admin) as conn:
-            conn.execute(sql)
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(**self._admin)
+        self._conn.execute(sql, params)
 
     def template(self) -> str:
         """The migrated original (created on first use)."""
@@ -80,23 +91,120 @@ class ProcessDatabases:
 
     @contextlib.contextmanager
     def copy(self) -> Iterator[str]:
-        """A DATABASE_URL of a fresh migrated database, dropped afterwards."""
+        """A DATABASE_URL of a migrated database in the template's state, for this block only."""
         template = self.template()
-        name = f"playground_proc_{uuid.uuid4().hex[:12]}"
-        if self.postgres:
-            self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-            try:
-                yield self._url(name)
-            finally:
-                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        else:
-            name += ".sqlite3"
+        if not self.postgres:
+            name = f"playground_proc_{uuid.uuid4().hex[:12]}.sqlite3"
             shutil.copyfile(self.workdir / template, self.workdir / name)
             yield self._url(name)
+            return
+        if self._pool:
+            name = self._pool.pop()
+        else:
+            name = f"playground_proc_{uuid.uuid4().hex[:12]}"
+            self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            self._created.add(name)
+            if self._fresh is None:
+                self._remember_fresh(name)
+        try:
+            yield self._url(name)
+        except BaseException:
+            # The test failed: its database is not worth a reset that might hide why.
+            self._drop(name)
+            raise
+        else:
+            self._release(name)
+
+    def _connect(self, name: str) -> Any:
+        import psycopg
+
+        return psycopg.connect(**{**self._admin, "dbname": name, "autocommit": False})
+
+    @staticmethod
+    def _fingerprint(conn: Any) -> dict[str, tuple[int, str]]:
+        """Every table's row count and a digest of its rows, and every sequence's position."""
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        parts = [
+            f"SELECT '{t}', count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), ''))"
+            f' FROM "{t}" r'
+            for t in tables
+        ]
+        state = {row[0]: (int(row[1]), row[2]) for row in conn.execute(" UNION ALL ".join(parts))}
+        for name, value, called in conn.execute(
+            "SELECT sequencename, coalesce(last_value, start_value), last_value IS NOT NULL"
+            " FROM pg_sequences WHERE schemaname = 'public'"
+        ):
+            state[f"sequence {name}"] = (int(value), str(called))
+        conn.rollback()
+        return state
+
+    def _remember_fresh(self, name: str) -> None:
+        with self._connect(name) as conn:
+            self._fresh = self._fingerprint(conn)
+        self._sequences = [
+            (key.removeprefix("sequence "), value, called == "True")
+            for key, (value, called) in self._fresh.items()
+            if key.startswith("sequence ")
+        ]
+
+    def _release(self, name: str) -> None:
+        """Empty ``name`` back to the template's state and pool it, or drop it and raise."""
+        assert self._fresh is not None
+        # Whatever the test left connected (a server not stopped, a thread's connection) ends
+        # here: its transaction rolls back, and nothing of it can write after the reset (the
+        # timeout waits for the backend to exit).
+        self._execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        try:
+            with self._connect(name) as conn:
+                # The tables migrate leaves empty are emptied; the ones it fills (migrations,
+                # content types, permissions) no server changes, and the check below says so.
+                # Foreign keys are DEFERRABLE INITIALLY DEFERRED: any order, checked at commit.
+                for table, (rows, _) in self._fresh.items():
+                    if rows == 0 and not table.startswith("sequence "):
+                        conn.execute(f'DELETE FROM "{table}"')
+                # A reused copy hands out the ids a fresh one would.
+                for sequence, value, called in self._sequences:
+                    conn.execute("SELECT setval(%s, %s, %s)", (f'"{sequence}"', value, called))
+                conn.commit()
+                state = self._fingerprint(conn)
+        except BaseException:
+            self._drop(name)
+            raise
+        if state != self._fresh:
+            self._drop(name)
+            differ = sorted(
+                k for k in state.keys() | self._fresh.keys() if state.get(k) != self._fresh.get(k)
+            )
+            raise AssertionError(
+                f"a server-process database differs from a fresh copy after its reset: {differ}"
+            )
+        self._pool.append(name)
+
+    def _drop(self, name: str) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._created.discard(name)
+        if name in self._pool:
+            self._pool.remove(name)
 
     def close(self) -> None:
-        if self._template is not None and self.postgres:
-            self._execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+        if self.postgres:
+            for name in list(self._created):
+                self._drop(name)
+            if self._template is not None:
+                self._execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        self._pool.clear()
         self._template = None
 
 
