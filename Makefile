@@ -32,7 +32,7 @@ run: env
 # sockets and server processes, so a third worker still helps on 2 cores, one of them busy
 # (191 -> 160 s; four: 158 s; docs/benchmarks.md). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 3
-XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
 
 ## test: create the environment if needed and run the whole suite
 test: env

@@ -82,13 +82,6 @@ def _compile_project_bytecode() -> None:
         compileall.compile_dir(ROOT / package, quiet=2, workers=1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # pytest-xdist hands modules out in this order (Makefile: --no-loadscope-reorder; its default
-    # is by test count, which put the few-test modules that start servers and browsers, seconds
-    # each, last, and one worker ran on alone for ~13 s). Those first; the quick ones fill in.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("redis") and not redis_available():
         _missing(f"Redis is not reachable at {TEST_REDIS_URL}")
