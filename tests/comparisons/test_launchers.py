@@ -130,6 +130,7 @@ def state():
         "sdks": sorted(m for m in ("anthropic", "google.genai", "openai") if m in sys.modules),
         "sniffio": sniffio.thread_local.name or sniffio.current_async_library_cvar.get(),
         "sweeper": any(t.name == "comparison-sweeper" for t in threading.enumerate()),
+        "switch": sys.getswitchinterval(),
     }
 
 from playground.asgi import application
@@ -194,11 +195,18 @@ def test_importing_the_application_changes_nothing_and_lifespan_starts_the_proce
     A server that sends ``lifespan.startup`` gets the whole start-up before its first request;
     ``lifespan.shutdown`` stops the sweeper (the process may go on without the application)."""
     result = run_lifespan(tmp_path)
-    assert result["imported"] == {"frozen": 0, "sdks": [], "sniffio": None, "sweeper": False}
+    assert result["imported"] == {
+        "frozen": 0,
+        "sdks": [],
+        "sniffio": None,
+        "sweeper": False,
+        "switch": 0.005,
+    }
     assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     started = result["started"]
     assert started["sdks"] == ["anthropic", "google.genai", "openai"]
     assert started["sniffio"] == "asyncio" and started["sweeper"]
+    assert started["switch"] == 0.001  # the loop waits behind other threads 1 ms at most
     assert started["frozen"] > 100_000 and result["unfrozen"] < 10_000
     assert result["stopped"]["sweeper"] is False
 
