@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 
@@ -300,21 +300,10 @@ class Server:
             open(stdout, "wb") if stdout else contextlib.nullcontext() as out,
             open(stderr, "wb") if stderr else contextlib.nullcontext() as err,
         ):
-            if self.forked():
-                self.process = serverfork.ForkedProcess(
-                    self.args(), env=self.env, cwd=str(ROOT), stdout=out, stderr=err
-                )
-            else:
-                self.process = subprocess.Popen(
-                    [sys.executable, *self.args()],
-                    cwd=ROOT,
-                    env=self.env,
-                    stdout=out or subprocess.DEVNULL,
-                    stderr=err or subprocess.PIPE,
-                )
+            self.process = process = self.spawn(out, err)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=1) as response:
@@ -324,6 +313,23 @@ class Server:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not answer in time")
+
+    def spawn(
+        self, out: IO[bytes] | None, err: IO[bytes] | None
+    ) -> subprocess.Popen[bytes] | serverfork.ForkedProcess:
+        """The started process (forked or fresh), its stdout and stderr to the files given (by
+        default: discarded, and a pipe)."""
+        if self.forked():
+            return serverfork.ForkedProcess(
+                self.args(), env=self.env, cwd=str(ROOT), stdout=out, stderr=err
+            )
+        return subprocess.Popen(
+            [sys.executable, *self.args()],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out or subprocess.DEVNULL,
+            stderr=err or subprocess.PIPE,
+        )
 
     def log(self) -> str:
         """What the process has written to stderr: its file's content, or (once it has exited)

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import websockets
 
-from tests import serverfork
 from tests.comparisons.test_launchers import PlainDaphne
 from tests.comparisons.test_processes import open_socket, rest
 from tests.fake_upstream.fixtures import TEST_API_KEY
-from tests.servers import ROOT, ProcessAuth, Server, server_env
+from tests.servers import ProcessAuth, Server, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -40,18 +37,7 @@ class PlainDaphneWebSocketFirst(PlainDaphne):
         self, timeout: float = 30.0, stdout: Path | None = None, stderr: Path | None = None
     ) -> Server:
         with open(os.devnull, "wb") as devnull:
-            if self.forked():
-                self.process = serverfork.ForkedProcess(
-                    self.args(), env=self.env, cwd=str(ROOT), stdout=devnull, stderr=devnull
-                )
-            else:
-                self.process = subprocess.Popen(
-                    [sys.executable, *self.args()],
-                    cwd=ROOT,
-                    env=self.env,
-                    stdout=devnull,
-                    stderr=devnull,
-                )
+            self.process = self.spawn(devnull, devnull)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
