@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -69,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if not hasattr(config, "workerinput"):  # once per run, before any xdist worker starts
         _compile_project_bytecode()
+        _write_rewritten_test_modules(config)
 
 
 def _compile_project_bytecode() -> None:
@@ -80,6 +82,33 @@ def _compile_project_bytecode() -> None:
     """
     for package in ("playground", "comparisons", "providers", "accounts", "arena", "tests"):
         compileall.compile_dir(ROOT / package, quiet=2, workers=1)
+
+
+def _write_rewritten_test_modules(config: pytest.Config) -> None:
+    """Write pytest's cache of assertion-rewritten modules once, for every xdist worker.
+
+    Under PYTHONDONTWRITEBYTECODE=1 pytest reads that cache but never writes it, so each worker
+    parsed and rewrote the ~70 test modules and the ~40 of its plugins' modules itself
+    (docs/benchmarks.md). The plugins are rewritten by now; the test modules are not imported
+    in this process, so their rewrite is chosen as pytest chooses it (test_*.py, conftest.py and
+    the plugins named in ``pytest_plugins``).
+    """
+    from _pytest.assertion import rewrite
+
+    if config.getoption("assertmode") != "rewrite":
+        return
+    state = config.stash[rewrite.assertstate_key]
+    paths = {Path(fn) for fn in state.hook._rewritten_names.values()}
+    paths.add(ROOT / "tests" / "auth_fixtures.py")
+    paths.update(ROOT.glob("tests/**/test_*.py"))
+    paths.update(ROOT.glob("tests/**/conftest.py"))
+    for path in sorted(paths):
+        pyc = rewrite.get_cache_dir(path) / (path.name[:-3] + rewrite.PYC_TAIL)
+        if rewrite._read_pyc(path, pyc) is None:
+            source_hash, code = rewrite._rewrite_test(path, config)
+            with contextlib.suppress(OSError):  # a read-only directory: the worker rewrites
+                pyc.parent.mkdir(exist_ok=True)
+            rewrite._write_pyc(state, code, source_hash, pyc)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
