@@ -95,9 +95,9 @@ def _write_rewritten_test_modules(config: pytest.Config) -> None:
     """
     from _pytest.assertion import rewrite
 
-    if config.getoption("assertmode") != "rewrite":
+    state = config.stash.get(rewrite.assertstate_key, None)
+    if state is None or state.hook is None:  # --assert=plain
         return
-    state = config.stash[rewrite.assertstate_key]
     paths = {Path(fn) for fn in state.hook._rewritten_names.values()}
     paths.add(ROOT / "tests" / "auth_fixtures.py")
     paths.update(ROOT.glob("tests/**/test_*.py"))
