@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -109,6 +110,15 @@ def _write_rewritten_test_modules(config: pytest.Config) -> None:
             with contextlib.suppress(OSError):  # a read-only directory: the worker rewrites
                 pyc.parent.mkdir(exist_ok=True)
             rewrite._write_pyc(state, code, source_hash, pyc)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with the browser modules as one unit (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import ModulesAndOneBrowserUnit
+
+    return ModulesAndOneBrowserUnit(config, log)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -93,10 +93,11 @@ def launch_chromium(playwright: Any) -> Any:
     return chromium
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless chromium per module: Playwright's sync API runs an event loop in this thread
-    while it is open, so it must be closed before any asyncio test of another module runs."""
+    """One Playwright driver and headless chromium for this package's modules (``make test`` runs
+    them on one worker, tests/scheduling.py). Playwright's sync API runs an event loop in this
+    thread while it is open: only this package's tests, which have none, run inside its scope."""
     _require_chromium()
     from playwright.sync_api import expect, sync_playwright
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.test_playground_browser import Playground, playground  # noqa: F401
+from tests.web.browser.test_playground_browser import Playground, playground  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

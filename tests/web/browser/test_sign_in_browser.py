@@ -15,7 +15,7 @@ import pytest
 from tests.fake_upstream import FakeUpstream
 from tests.servers import ProcessAuth, ProcessDatabases, Server
 from tests.tokens import TEST_FRONTEND_API, TEST_PUBLISHABLE_KEY
-from tests.web.conftest import page_server_env, page_server_warm
+from tests.web.browser.conftest import page_server_env, page_server_warm
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
