@@ -21,6 +21,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from tests import serverfork
 from tests.servers import ROOT, ProcessDatabases
 
 pytest_plugins = ["tests.auth_fixtures"]
@@ -72,6 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # once per run, before any xdist worker starts
         _compile_project_bytecode()
         _write_rewritten_test_modules(config)
+        if getattr(config.option, "numprocesses", None):
+            serverfork.start_shared()  # its preload runs while the workers collect
 
 
 def _compile_project_bytecode() -> None:

@@ -2,8 +2,7 @@
 
 A ``python manage.py serve`` spends ~0.4-0.6 s of CPU importing Django, Channels, Twisted, aiohttp,
 psycopg, ... before it runs anything of the project, and the suite starts ~50 of them. A
-``multiprocessing`` fork server (one per pytest process) imports those libraries once; each server
-is then a fork of it that sets its environment, working directory and standard streams and runs
+``multiprocessing`` fork server imports those libraries once; each server is then a fork of it that sets its environment, working directory and standard streams and runs
 ``manage.py`` as the interpreter would. ``TEST_SERVER_FORK=0`` turns it off (plain subprocesses), to
 tell a fork problem from a server one.
 
@@ -13,6 +12,7 @@ only.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.process
@@ -21,7 +21,7 @@ import runpy
 import subprocess
 import sys
 import tempfile
-from multiprocessing import reduction
+from multiprocessing import forkserver, popen_forkserver, reduction, resource_tracker, spawn, util
 from typing import IO, Any
 
 #: Imported once by the fork server. Libraries only: nothing here reads Django's settings or the
@@ -131,6 +131,69 @@ def _context() -> multiprocessing.context.ForkServerContext:
     return context
 
 
+#: The address of the fork server that ``make test``'s xdist workers share, which the controller
+#: started before them (``start_shared``): one preload per run (~3.4 s of CPU), not per worker.
+SHARED_ADDRESS = "TEST_SERVER_FORKSERVER"
+
+
+def start_shared() -> None:
+    """Start the fork server now, in this process (xdist's controller), for the processes it
+    starts next (its workers) to fork their servers from."""
+    if not enabled():
+        return
+    _context()
+    forkserver.ensure_running()
+    os.environ[SHARED_ADDRESS] = forkserver._forkserver._forkserver_address  # type: ignore[attr-defined]
+
+
+class _SharedForkServer(forkserver.ForkServer):
+    """A client of the fork server another process started and keeps running."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self._forkserver_address = address
+        # The fork server hands each child an "alive" descriptor to hold; it watches the
+        # controller's own.
+        self._alive_r, self._forkserver_alive_fd = os.pipe()
+
+    def ensure_running(self) -> None:
+        resource_tracker.ensure_running()
+
+
+_shared: list[_SharedForkServer] = []  # the one client of this process, made on first use
+
+
+class _SharedPopen(popen_forkserver.Popen):
+    """multiprocessing's fork-server ``Popen``, asking the shared fork server instead of its own."""
+
+    def _launch(self, process_obj: Any) -> None:
+        if not _shared:
+            _shared.append(_SharedForkServer(os.environ[SHARED_ADDRESS]))
+        data = io.BytesIO()
+        multiprocessing.context.set_spawning_popen(self)
+        try:  # what the child unpickles: how to prepare, then the process (and its fds)
+            reduction.dump(spawn.get_preparation_data(process_obj._name), data)
+            reduction.dump(process_obj, data)
+        finally:
+            multiprocessing.context.set_spawning_popen(None)
+        self.sentinel, data_w = _shared[0].connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        parent_w = os.dup(data_w)  # the child sees its parent gone when this closes
+        self.finalizer = util.Finalize(
+            self,
+            util.close_fds,  # type: ignore[attr-defined]
+            (parent_w, self.sentinel),
+        )
+        with open(data_w, "wb", closefd=True) as pipe:
+            pipe.write(data.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _SharedForkServerProcess(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _SharedPopen(process_obj)
+
+
 class InheritedFd:
     """A file descriptor a forked child receives (a duplicate, sent to the fork server)."""
 
@@ -205,7 +268,10 @@ class ForkedProcess:
                 stdout.fileno() if stdout else devnull_out,
                 stderr.fileno() if stderr else pipe_w,
             )
-            self._process = _context().Process(
+            process_class = (
+                _SharedForkServerProcess if os.environ.get(SHARED_ADDRESS) else _context().Process
+            )
+            self._process = process_class(
                 target=_run,
                 args=(argv, env, cwd, tuple(InheritedFd(fd) for fd in fds)),
                 name="server:" + " ".join(argv),
