@@ -115,6 +115,7 @@ def _write_rewritten_test_modules(config: pytest.Config) -> None:
             rewrite._write_pyc(state, code, source_hash, pyc)
 
 
+@pytest.hookimpl(optionalhook=True)  # no such hook under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadfile`` with the browser modules as one unit (tests/scheduling.py)."""
     if config.getvalue("dist") != "loadfile":
