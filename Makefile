@@ -28,10 +28,11 @@ run: env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py serve
 
-# Three pytest workers (pytest-xdist), each test module on one worker: much of the suite waits on
-# sockets and server processes, so a third worker still helps on 2 cores, one of them busy
-# (191 -> 160 s; four: 158 s; docs/benchmarks.md). PYTEST_WORKERS=0 runs in one process.
-PYTEST_WORKERS ?= 3
+# Four pytest workers (pytest-xdist), each test module on one worker (tests/scheduling.py): much
+# of the suite waits on sockets and server processes, so workers beyond the 2 cores still help,
+# one core busy: 3 workers 144-155 s, 4 workers 123-137 s (docs/benchmarks.md). The workers share
+# one fork server and one rewrite cache, so each costs ~5 s of CPU. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 4
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
 
 ## test: create the environment if needed and run the whole suite
