@@ -11,6 +11,7 @@ import compileall
 import contextlib
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from django.conf import settings
 from django.db import connections
 
 from tests import serverfork
-from tests.servers import ROOT, ProcessDatabases
+from tests.servers import ROOT, SHARED_TEMPLATE, ProcessDatabases
 
 pytest_plugins = ["tests.auth_fixtures"]
 
@@ -75,6 +76,12 @@ def pytest_configure(config: pytest.Config) -> None:
         _write_rewritten_test_modules(config)
         if getattr(config.option, "numprocesses", None):
             serverfork.start_shared()  # its preload runs while the workers collect
+            ProcessDatabases.start_shared_template()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and os.environ.get(SHARED_TEMPLATE):
+        ProcessDatabases(Path(tempfile.gettempdir())).drop_shared_template()
 
 
 def _compile_project_bytecode() -> None:
@@ -149,6 +156,19 @@ def process_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc
     databases = ProcessDatabases(tmp_path_factory.mktemp("process-db"))
     yield databases
     databases.close()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, process_databases: ProcessDatabases
+) -> None:
+    """Under ``make test`` the test database is a copy of the run's migrated template too (one
+    ``migrate`` per run instead of one more per worker); Django's tables exist, so its test
+    setup migrates nothing (``MIGRATE: False`` creates only tables that are missing)."""
+    if process_databases.shared_template():
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        test["TEMPLATE"] = process_databases.template()
+        test["MIGRATE"] = False
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -26,6 +28,11 @@ from django.conf import settings
 from tests import serverfork
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: The migrated template that ``make test``'s workers share: one ``migrate`` per run, not per
+#: worker (``ProcessDatabases.start_shared_template``, in xdist's controller).
+SHARED_TEMPLATE = "TEST_PROCESS_TEMPLATE"
 
 
 def free_port() -> int:
@@ -79,6 +86,8 @@ class ProcessDatabases:
 
     def template(self) -> str:
         """The migrated original (created on first use)."""
+        if self._template is None and self.shared_template():
+            self._template = self._migrated_once(os.environ[SHARED_TEMPLATE])
         if self._template is None:
             name = f"playground_tmpl_{uuid.uuid4().hex[:12]}"
             if self.postgres:
@@ -88,6 +97,45 @@ class ProcessDatabases:
             migrate(self._url(name), self.workdir)
             self._template = name
         return self._template
+
+    def shared_template(self) -> bool:
+        """Whether this process copies the run's one template (``make test``'s workers, on
+        PostgreSQL) rather than a template of its own."""
+        return self.postgres and bool(os.environ.get(SHARED_TEMPLATE))
+
+    def _migrated_once(self, name: str) -> str:
+        """Database ``name``, created and migrated by the first process of the run to ask for it
+        (a file lock orders them; the comment marks a migrate that finished)."""
+        import psycopg
+
+        with open(Path(tempfile.gettempdir()) / f"{name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with psycopg.connect(**self._admin) as conn:
+                row = conn.execute(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                    " WHERE datname = %s",
+                    (name,),
+                ).fetchone()
+            if row is None or row[0] != "migrated":
+                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                self._execute(f'CREATE DATABASE "{name}"')
+                migrate(self._url(name), self.workdir)
+                self._execute(f"COMMENT ON DATABASE \"{name}\" IS 'migrated'")
+        return name
+
+    @staticmethod
+    def start_shared_template() -> None:
+        """In xdist's controller: name the template its workers share (made by the first)."""
+        if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+            os.environ[SHARED_TEMPLATE] = f"playground_tmpl_{uuid.uuid4().hex[:12]}"
+
+    def drop_shared_template(self) -> None:
+        name = os.environ.pop(SHARED_TEMPLATE, None)
+        if name:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(Path(tempfile.gettempdir()) / f"{name}.lock")
+            self.close()
 
     @contextlib.contextmanager
     def copy(self) -> Iterator[str]:
@@ -199,7 +247,7 @@ class ProcessDatabases:
         if self.postgres:
             for name in list(self._created):
                 self._drop(name)
-            if self._template is not None:
+            if self._template is not None and not self.shared_template():
                 self._execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
             if self._conn is not None:
                 self._conn.close()
