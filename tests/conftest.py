@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,12 @@ def django_db_modify_db_settings(
     """Under ``make test`` the test database is a copy of the run's migrated template too (one
     ``migrate`` per run instead of one more per worker); Django's tables exist, so its test
     setup migrates nothing (``MIGRATE: False`` creates only tables that are missing)."""
+    test = settings.DATABASES["default"].setdefault("TEST", {})
+    if process_databases.postgres:
+        # Each run's own name: the last run's may still be being dropped (tests/backends).
+        name = test.get("NAME") or f"test_{settings.DATABASES['default']['NAME']}"
+        test["NAME"] = f"{name}_{uuid.uuid4().hex[:8]}"
     if process_databases.shared_template():
-        test = settings.DATABASES["default"].setdefault("TEST", {})
         test["TEMPLATE"] = process_databases.template()
         test["MIGRATE"] = False
 

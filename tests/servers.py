@@ -26,6 +26,7 @@ from typing import IO, Any
 from django.conf import settings
 
 from tests import serverfork
+from tests.backends.postgresql.base import drop_database_unwaited
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,7 +133,7 @@ class ProcessDatabases:
     def drop_shared_template(self) -> None:
         name = os.environ.pop(SHARED_TEMPLATE, None)
         if name:
-            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database_unwaited(self._admin, name)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(Path(tempfile.gettempdir()) / f"{name}.lock")
             self.close()
@@ -245,10 +246,12 @@ class ProcessDatabases:
 
     def close(self) -> None:
         if self.postgres:
-            for name in list(self._created):
-                self._drop(name)
+            dropped = list(self._created)
             if self._template is not None and not self.shared_template():
-                self._execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+                dropped.append(self._template)
+            for name in dropped:
+                drop_database_unwaited(self._admin, name)
+            self._created.clear()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -7,13 +7,15 @@ that point, so ``DELETE`` in one transaction (foreign keys are ``DEFERRABLE INIT
 checked at commit) leaves them as empty in ~30 ms; and the test process's commits do not wait
 for the WAL flush. At the end of the session the test database is dropped ``WITH (FORCE)``: asgiref's executor
 threads keep their idle thread-local connections (unreachable from the test thread), and a plain
-``DROP DATABASE`` waited 5 s for them, then failed ("being accessed by other users"). Nothing
+``DROP DATABASE`` waited 5 s for them, then failed ("being accessed by other users"); and the
+drop is not waited for (``drop_database_unwaited``), so its name is new in each run. Nothing
 else differs from Django's backend; server processes started by the suite use Django's own
 (their DATABASE_URL).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db.backends.postgresql import base, creation, operations
@@ -43,12 +45,28 @@ class DatabaseOperations(operations.DatabaseOperations):
         ]
 
 
+def drop_database_unwaited(params: dict[str, Any], name: str) -> None:
+    """Send ``DROP DATABASE name`` and go: PostgreSQL finishes it after the test process ends.
+
+    A drop waits for a checkpoint, which writes out every buffer other sessions have dirtied:
+    4-11 s at the end of a worker while the other workers still ran (docs/benchmarks.md). The
+    server runs a query it has received to its end before it reads the connection's close.
+    """
+    import psycopg
+
+    params = {**params, "dbname": "postgres", "autocommit": True}
+    conn = psycopg.connect(**params)
+    try:
+        conn.pgconn.send_query(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        while conn.pgconn.flush():  # a non-blocking connection: until all of it is sent
+            time.sleep(0.001)
+    finally:
+        conn.close()
+
+
 class DatabaseCreation(creation.DatabaseCreation):
     def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
-        with self.connection._nodb_cursor() as cursor:
-            cursor.execute(
-                f"DROP DATABASE {self.connection.ops.quote_name(test_database_name)} WITH (FORCE)"
-            )
+        drop_database_unwaited(self.connection.get_connection_params(), test_database_name)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
