@@ -161,14 +161,17 @@ def process_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(
-    django_db_modify_db_settings_parallel_suffix: None, process_databases: ProcessDatabases
+    django_db_modify_db_settings_parallel_suffix: None,
+    process_databases: ProcessDatabases,
+    django_db_keepdb: bool,
 ) -> None:
     """Under ``make test`` the test database is a copy of the run's migrated template too (one
     ``migrate`` per run instead of one more per worker); Django's tables exist, so its test
     setup migrates nothing (``MIGRATE: False`` creates only tables that are missing)."""
     test = settings.DATABASES["default"].setdefault("TEST", {})
-    if process_databases.postgres:
-        # Each run's own name: the last run's may still be being dropped (tests/backends).
+    if process_databases.postgres and not django_db_keepdb:
+        # Each run's own name: the last run's may still be being dropped (tests/backends);
+        # ``--reuse-db`` keeps its database, and its name, from run to run.
         name = test.get("NAME") or f"test_{settings.DATABASES['default']['NAME']}"
         test["NAME"] = f"{name}_{uuid.uuid4().hex[:8]}"
     if process_databases.shared_template():
