@@ -143,6 +143,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _channel_layers_of_this_test() -> Iterator[None]:
+    """Each test (each its own event loop) makes its own channel layers: a channels_redis layer
+    made in an earlier test keeps locks and connections of that test's loop, and a receive that
+    test left holding a lock failed a later one ("is bound to a different event loop")."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_process_start_here() -> Iterator[None]:
     """The process start-up belongs to server processes: in the test process its sweeper thread
     would outlive the test database (in-process tests use ``playground.asgi.router``)."""
