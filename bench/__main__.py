@@ -43,6 +43,7 @@ from bench.common import (
     machine,
     ms,
     pct,
+    probe_env,
     run_worker,
     wait_http,
 )
@@ -352,10 +353,12 @@ class Bench:
         return env
 
     def start_server(
-        self, server: str, layer: str, name: str, root: Path = ROOT
+        self, server: str, layer: str, name: str, root: Path = ROOT, probe: Path | None = None
     ) -> tuple[Child, str]:
         port = free_port()
         env = self.server_env(layer)
+        if probe is not None:
+            env |= probe_env(probe)
         if server == "uvicorn":
             argv = [
                 PY,

@@ -245,3 +245,13 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "kernel": platform.release(),
     }
+
+
+def probe_env(out: Path) -> dict[str, str]:
+    """Environment that loads the first-token probe (``bench/probe``) into a process, which
+    writes its events to ``out`` when it exits."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        "PYTHONPATH": str(ROOT / "bench" / "probe") + (os.pathsep + path if path else ""),
+        "BENCH_PROBE_OUT": str(out),
+    }

@@ -26,6 +26,7 @@ machine's total busy CPU (to state what else ran).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -48,6 +49,7 @@ from bench.common import (
     _raise_nofile,
     free_port,
     http_json,
+    probe_env,
     wait_http,
 )
 
@@ -113,6 +115,9 @@ class Run:
     #: had not ended): too slow to measure, not lost; they are not verified either.
     late: int = 0
     problems: list[str] = field(default_factory=list)
+    #: When each comparison's request left its client (``time.monotonic``), for the probe.
+    sent: list[float] = field(default_factory=list)
+    end: float = math.nan
     cpu: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds
     window: float = math.nan  # first request .. last chunk (s)
     busy_cores: float = math.nan  # the whole machine's busy CPU over the run, in cores
@@ -185,8 +190,9 @@ def _steal() -> float:
 class Pool:
     """The persistent client workers (``bench.jobs``), one process per (module, index)."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, logs: Path, env: dict[str, dict[str, str]] | None = None) -> None:
         self.logs = logs
+        self.env = env or {}  # per module: extra environment of its workers
         self.procs: dict[tuple[str, int], tuple[subprocess.Popen[bytes], Path]] = {}
         self.count: dict[tuple[str, int], int] = {}
 
@@ -199,6 +205,7 @@ class Pool:
                 proc = subprocess.Popen(
                     [PY, "-m", "bench.jobs", module, str(jobs)],
                     cwd=ROOT,
+                    env=os.environ | self.env.get(module, {}),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     preexec_fn=_raise_nofile,
@@ -273,7 +280,12 @@ class Suite:
         self.children: list[Child] = []
         self.urls: dict[str, str] = {}
         self.pids: dict[str, list[int]] = {}
-        self.pool = Pool(bench.logs)
+        #: The first-token probe's output of each relay (``bench/probe``): lean direct's worker
+        #: and the servers write their events there when they stop.
+        self.probes = {
+            relay: bench.logs / f"probe-{relay}.json" for relay in ("worker", "server", "before")
+        }
+        self.pool = Pool(bench.logs, {"bench.lean": probe_env(self.probes["worker"])})
         self.only_levels = only_levels
         self.only_variants = only_variants
         self.before = before
@@ -299,12 +311,16 @@ class Suite:
             self.pool.worker("bench.peer", 0)
         upstream = next(c for c in bench.children if c.name == "upstream")
         self.pids["upstream"] = [upstream.pid]
-        server, url = bench.start_server("daphne", "memory", "suite-daphne")
+        server, url = bench.start_server(
+            "daphne", "memory", "suite-daphne", probe=self.probes["server"]
+        )
         self.children.append(server)
         self.urls["server"] = url
         self.pids["server"] = bench.server_pids(server)
         if self.before is not None:
-            server, url = bench.start_server("daphne", "memory", "suite-before", self.before)
+            server, url = bench.start_server(
+                "daphne", "memory", "suite-before", self.before, probe=self.probes["before"]
+            )
             self.children.append(server)
             self.urls["before"] = url
             self.pids["before"] = bench.server_pids(server)
@@ -413,7 +429,7 @@ class Suite:
         data = self.pool.collect(outs, timeout + 30)
         busy1, steal1 = _busy(), _steal()
         end = time.monotonic()
-        out = Run(variant, level.name, rep, streams=n * 2, multi=len(outs) > 1)
+        out = Run(variant, level.name, rep, streams=n * 2, multi=len(outs) > 1, end=end)
         out.cpu = {role: _cpu(pids) - cpu0[role] for role, pids in roles.items()}
         out.cpu["relay" if v.relay == "worker" else "clients"] = data.get("cpu_s", 0.0)
         records = http_json(f"{bench.upstream_url}/_bench/requests?tag_prefix={tag}-")
@@ -474,6 +490,7 @@ class Suite:
             out.phases["to_upstream"].append(to_up)
             out.phases["upstream"].append(up)
             out.phases["back"].append(back)
+            out.sent.append(cmp["sent"])
             created = cmp.get("created")  # the relays' sessionCreated, received
             out.phases["created"].append([(created - cmp["sent"]) * 1000] if created else [])
         missing = case.total - len(seen)
@@ -600,10 +617,11 @@ class Report:
         floor = [r.us_per_chunk("relay") for r in self.runs(level, "floor")]
         return stats.ratio_of_medians(mine, floor)
 
-    def saturated(self, level: str) -> list[str]:
+    def saturated(self, level: str, *compared: str) -> list[str]:
+        """Saturated runs of ``compared`` (all variants when none is named) at ``level``."""
         out = []
         for (lv, v), runs in self.by.items():
-            if lv == level:
+            if lv == level and (not compared or v in compared):
                 out += [
                     f"{v} rep {r.rep + 1}: {'+'.join(r.saturated)}" for r in runs if r.saturated
                 ]
@@ -703,6 +721,58 @@ class Report:
             )
         return lines
 
+    def inside(self) -> list[str]:
+        """The in-server timeline: the probe's events (``bench/probe``) of each comparison at the
+        ``ttft`` level, as ms after its client sent the request (medians, n comparisons)."""
+        level = "ttft"
+        relay_of = {"lean": "worker", "ws": "server", "ws-before": "before", "sio": "server"}
+        columns: list[tuple[str, dict[str, list[float]]]] = []
+        for v in self.suite.variants(Level("ttft", 1, 1, 1, None)):
+            path = self.suite.probes.get(relay_of.get(v, ""))
+            runs = self.runs(level, v)
+            if path is None or not runs or not path.exists():
+                continue
+            events = sorted((t, name) for t, name in json.loads(path.read_text()))
+            times = [t for t, _ in events]
+            offsets: dict[str, list[float]] = {}
+            for run in runs:
+                sent = sorted(run.sent)
+                for i, t0 in enumerate(sent):
+                    t1 = sent[i + 1] if i + 1 < len(sent) else run.end
+                    first: dict[str, float] = {}
+                    for t, name in events[
+                        bisect.bisect_left(times, t0) : bisect.bisect_left(times, t1)
+                    ]:
+                        first.setdefault(name, t)
+                    for name, t in first.items():
+                        offsets.setdefault(name, []).append((t - t0) * 1000)
+                # Seen from outside: the upstream's record and the client's first chunk.
+                for name, per_comparison in (
+                    ("upstream has the request", run.phases.get("to_upstream", [])),
+                    ("client has chunk 0", run.ttft),
+                ):
+                    offsets.setdefault(name, []).extend(min(c) for c in per_comparison if c)
+            columns.append((v, offsets))
+        if len(columns) < 2:
+            return []
+        names = {name for _, offsets in columns for name in offsets}
+        order = sorted(
+            names,
+            key=lambda name: min(_med(o[name]) for _, o in columns if name in o),
+        )
+        lines = [
+            "| event | " + " | ".join(VARIANTS[v].label for v, _ in columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for name in order:
+            cells = []
+            for _, offsets in columns:
+                values = offsets.get(name)
+                median = _med(values) if values else math.nan
+                cells.append(f"{_f(median)} ({len(values)})" if values else "—")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return lines
+
     # --- targets ----------------------------------------------------------------------------
     def targets(self, seconds: float) -> list[str]:
         lines = []
@@ -720,7 +790,7 @@ class Report:
             d = self.diff("ttft", v, "ttft", 50)
             if not math.isnan(d.value):
                 n = _n(_pool(self.runs("ttft", v), "ttft"))
-                sat = self.saturated("ttft")
+                sat = self.saturated("ttft", v, LEAN)
                 lines.append(
                     f"- TTFT overhead p50 ≤ 1 ms vs lean direct ({VARIANTS[v].label}, one comparison "
                     f"at a time, {n} streams): {verdict(None if sat else d.value <= 1)} — "
@@ -736,7 +806,8 @@ class Report:
             if not self.runs(top, v):
                 continue
             p50, p99 = self.diff(top, v, "chunks", 50), self.diff(top, v, "chunks", 99)
-            sat = self.saturated(top)
+            # A saturated reference (the SDK's) says nothing about the two runs compared here.
+            sat = self.saturated(top, v, LEAN)
             judged = None if sat else True
             ok50 = None if judged is None else p50.value <= 0.5
             ok99 = None if judged is None else p99.value <= 5
@@ -815,8 +886,8 @@ class Report:
             f"cluster bootstrap over comparisons ({stats.RESAMPLES} resamples). Saturation rule: "
             f"a run where one process used ≥ {SATURATED:.0%} of one core over its streaming "
             f"window, or where the whole machine was ≥ {MACHINE_SATURATED:.0%} busy, is marked "
-            "saturated, and the latency targets of a level with a saturated run are not judged "
-            "(the figures are still shown).",
+            "saturated, and a latency target is not judged when a run of either variant it compares "
+            "(the server's or lean direct's) is saturated (the figures are still shown).",
             "",
             self.load(),
             "",
@@ -834,6 +905,16 @@ class Report:
                 "lean direct with its 95 % interval):",
                 "",
                 *timeline,
+            ]
+        inside = self.inside()
+        if inside:
+            lines += [
+                "",
+                "Inside the processes, the same comparisons (the probe's timestamps, "
+                "`bench/probe`: ms after the client sent the request, median (n comparisons); "
+                "`http send` = the provider's request handed to its HTTP client):",
+                "",
+                *inside,
             ]
         lines += ["", "Targets:", "", *self.targets(seconds)]
         notes = list(suite.notes)
