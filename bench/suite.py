@@ -756,9 +756,13 @@ class Report:
         if len(columns) < 2:
             return []
         names = {name for _, offsets in columns for name in offsets}
+        # In the order of the first relay's (the server's) timeline; lean direct has a subset.
         order = sorted(
             names,
-            key=lambda name: min(_med(o[name]) for _, o in columns if name in o),
+            key=lambda name: next(
+                (_med(o[name]) for v, o in columns if v != LEAN and name in o),
+                _med(columns[0][1].get(name, [])),
+            ),
         )
         lines = [
             "| event | " + " | ".join(VARIANTS[v].label for v, _ in columns) + " |",

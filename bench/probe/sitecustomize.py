@@ -81,6 +81,10 @@ def _daphne(module: ModuleType) -> None:
     _wrap(module.WebSocketProtocol, "onMessage", "daphne has the frame", None)
 
 
+def _accounts(module: ModuleType) -> None:
+    _wrap(module.AuthenticatedJsonConsumer, "receive", "consumer task has the frame", None)
+
+
 def _consumers(module: ModuleType) -> None:
     _wrap(module.ComparisonConsumer, "on_startComparison", "consumer has the start", None)
 
@@ -90,7 +94,8 @@ def _services(module: ModuleType) -> None:
 
 
 def _core(module: ModuleType) -> None:
-    _wrap(module.LiveComparisons, "launch", None, "admitted, back on the loop")
+    _wrap(module.Connection, "start", "start frame valid", None)
+    _wrap(module.LiveComparisons, "launch", "launch", "admitted, back on the loop")
     _wrap(module, "session_created", None, "sessionCreated sent")
 
 
@@ -100,6 +105,7 @@ def _httpx(module: ModuleType) -> None:
 
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "daphne.ws_protocol": _daphne,
+    "accounts.consumers": _accounts,
     "comparisons.consumers": _consumers,
     "comparisons.services": _services,
     "comparisons.live.core": _core,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any
+
+from channels.db import database_sync_to_async
 
 from tests.accounts.clients import Socket
 from tests.tokens import mint_token, shared_private_key
@@ -43,6 +47,25 @@ async def test_events_before_authentication_are_refused_and_the_socket_stays_ope
         "event": "echo",
         "data": {"data": {"x": 1}, "userId": "user_late"},
     }
+    await socket.close()
+
+
+async def test_frames_are_answered_while_the_database_thread_is_busy(static_key) -> None:
+    # A slow query (here: the database thread held) must not hold up every socket's frames.
+    static_key()
+    socket = await Socket(token=mint_token(key(), sub="user_busy")).open()
+    assert (await socket.receive())["event"] == "authenticated"
+    release = threading.Event()
+    held = asyncio.ensure_future(database_sync_to_async(release.wait)(10))
+    try:
+        await socket.send("echo", {"x": 1})
+        assert await socket.receive(timeout=2) == {
+            "event": "echo",
+            "data": {"data": {"x": 1}, "userId": "user_busy"},
+        }
+    finally:
+        release.set()
+        await held
     await socket.close()
 
 
